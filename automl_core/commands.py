@@ -1,0 +1,201 @@
+"""The built-in ``automl`` subcommands, contributed like any plugin's: ``search``, ``plugins``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from automl_core import hookimpl
+from automl_core.errors import UsageError
+
+
+@hookimpl
+def register_commands(subcommands):
+    search = subcommands.add_parser(
+        "search",
+        help="search for the best model for an image folder",
+        description="Try candidate models on an image folder (one subfolder per class), "
+        "rank them and save the winner.",
+    )
+    search.add_argument(
+        "source", nargs="?", metavar="DIR", help="image folder, one subfolder per class"
+    )
+    search.add_argument("--demo", action="store_true", help="search the bundled CIFAR-10 demo set")
+    search.add_argument(
+        "--max-trials",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most candidates to train (default 10; 6 with --demo)",
+    )
+    search.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most epochs per trial; early stopping may end sooner (default 10)",
+    )
+    search.add_argument(
+        "--architectures",
+        type=patterns,
+        default=["*"],
+        metavar="PATTERN,...",
+        help="architectures to try, shell patterns (default: all)",
+    )
+    search.add_argument(
+        "--augmenters",
+        type=patterns,
+        default=["*"],
+        metavar="PATTERN,...",
+        help="augmenters to try, shell patterns (default: all)",
+    )
+    search.add_argument(
+        "--tuner", default="random", metavar="NAME", help="search strategy (default random)"
+    )
+    search.add_argument(
+        "--dataset",
+        default="image_folder",
+        metavar="NAME",
+        help="dataset loader (default image_folder)",
+    )
+    search.add_argument(
+        "--out",
+        default=None,
+        metavar="RUN_DIR",
+        help="run directory (default runs/<timestamp>, linked as runs/latest)",
+    )
+    search.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    search.add_argument(
+        "--val-split",
+        type=fraction,
+        default=0.2,
+        metavar="F",
+        help="share of each class held out for validation (default 0.2)",
+    )
+    search.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        metavar="PX",
+        help="side images are resized to (default: the folder's typical size, at most 128)",
+    )
+    search.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    search.add_argument(
+        "--patience",
+        type=non_negative_int,
+        default=3,
+        metavar="N",
+        help="epochs without improvement before a trial stops early (default 3)",
+    )
+    search.add_argument("--objective", choices=["val_accuracy", "val_loss"], default="val_accuracy")
+    search.add_argument(
+        "--max-failures",
+        type=positive_int,
+        default=5,
+        metavar="N",
+        help="stop after this many failed trials in a row (default 5)",
+    )
+    search.set_defaults(handler=run_search)
+
+    plugins = subcommands.add_parser("plugins", help="list plugins and what each registered")
+    plugins.set_defaults(handler=list_plugins)
+
+
+DEMO_DEFAULTS = {"max_trials": 6, "epochs": 10}
+DEFAULTS = {"max_trials": 10, "epochs": 10}
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from automl_core.engine import SearchConfig, search
+    from automl_core.report import RichReporter
+
+    if args.demo == bool(args.source):
+        raise UsageError("give an image folder to search, or --demo (not both)")
+    source = str(demo_dir()) if args.demo else args.source
+    defaults = DEMO_DEFAULTS if args.demo else DEFAULTS
+    config = SearchConfig(
+        source=source,
+        dataset=args.dataset,
+        architectures=args.architectures,
+        augmenters=args.augmenters,
+        tuner=args.tuner,
+        max_trials=args.max_trials or defaults["max_trials"],
+        epochs=args.epochs or defaults["epochs"],
+        batch_size=args.batch_size,
+        patience=args.patience,
+        val_split=args.val_split,
+        image_size=args.image_size,
+        seed=args.seed,
+        objective=args.objective,
+        max_failures=args.max_failures,
+        out=args.out,
+        plugins=args.plugins.sources,
+    )
+    args.plugins.manager.register(RichReporter(), name="rich-report")
+    run = search(config, args.plugins)
+    return 0 if run.leaderboard else 1
+
+
+def list_plugins(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    plugins = args.plugins
+    table = Table(title="automl plugins")
+    for column in ("plugin", "kind", "names"):
+        table.add_column(column)
+    for plugin in plugins.names():
+        for kind, registry in plugins.registries.items():
+            names = [c.name for c in registry.components.values() if c.plugin == plugin]
+            if names:
+                table.add_row(plugin, kind, ", ".join(names))
+    console = Console()
+    console.print(table)
+    for failure in plugins.failures:
+        console.print(f"[red]{failure}[/]")
+    return 0
+
+
+def demo_dir() -> Path:
+    """The bundled demo set: 10 CIFAR-10 classes x 100 real 32x32 photos."""
+    import automl_plugins
+
+    return Path(automl_plugins.__file__).parent / "demo_data"
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
+    return value
+
+
+def patterns(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("needs at least one name or pattern")
+    return items
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None

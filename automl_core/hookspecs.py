@@ -1,0 +1,128 @@
+"""Every hook a plugin can implement, one per concern, grouped by phase.
+
+Collection hooks (``register_*``) return nothing: they are handed a ``register`` callback
+and call it once per component. The callback remembers which plugin made the call, so
+every registered name knows its origin. Observer hooks are told what happened and return
+nothing; their results are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    from automl_core.engine import SearchRun
+    from automl_core.trial import TrialResult, TrialSpec
+
+hookspec = pluggy.HookspecMarker("automl")
+
+
+class Register(Protocol):
+    """The callback a ``register_*`` hook receives."""
+
+    def __call__(
+        self, name: str, obj: Any, *, description: str = "", tags: tuple[str, ...] = ()
+    ) -> None: ...
+
+
+# --- collection: what a search can use ---------------------------------------------------
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register dataset loaders: ``register(name, loader)``.
+
+    ``loader(source: str, *, image_size: int | None) -> automl_core.data.ImageData``
+    turns a user's source (a folder path, say) into decoded uint8 images, integer labels
+    and class names. The engine splits and caches what it returns.
+    """
+
+
+@hookspec
+def register_augmenters(register: Register) -> None:
+    """Register training-time augmenters: ``register(name, factory)``.
+
+    ``factory(hp) -> keras.layers.Layer | None`` declares its hyperparameters on the
+    keras-tuner ``hp`` it is handed and returns a layer applied to training batches only
+    (raw pixels 0..255 in and out), or ``None`` for no augmentation.
+    """
+
+
+@hookspec
+def register_architectures(register: Register) -> None:
+    """Register model architectures: ``register(name, factory, tags=("cnn",))``.
+
+    ``factory(hp, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model``
+    declares its hyperparameters on ``hp`` and returns an uncompiled model that takes raw
+    pixel values (0..255, float32) and outputs class probabilities (softmax). A factory
+    may declare the training hyperparameters (``learning_rate``) first to set their
+    defaults for this architecture.
+    """
+
+
+@hookspec
+def register_tuners(register: Register) -> None:
+    """Register search strategies: ``register(name, factory)``.
+
+    ``factory(*, objective, max_trials, seed, hyperparameters) -> keras_tuner.Oracle``.
+    The engine drives the oracle directly (``create_trial`` / ``update_trial`` /
+    ``end_trial``), so any keras-tuner Oracle works.
+    """
+
+
+@hookspec
+def register_exporters(register: Register) -> None:
+    """Register winner export formats: ``register(name, exporter)``.
+
+    ``exporter(model, path: pathlib.Path, metadata: dict) -> pathlib.Path`` writes the
+    trained Keras model in its format under ``path`` and returns the file it wrote.
+    """
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register places trials run: ``register(name, factory)``.
+
+    ``factory(config: automl_core.engine.SearchConfig) -> Executor``, where an executor
+    has ``run(spec, on_epoch) -> TrialResult``.
+    """
+
+
+@hookspec
+def register_commands(subcommands: argparse._SubParsersAction) -> None:
+    """Add ``automl`` subcommands: ``subcommands.add_parser(name)``.
+
+    Give each parser ``set_defaults(handler=func)``; ``func(args) -> int | None`` runs
+    the command and returns its exit code. Keep heavy imports inside ``func``.
+    """
+
+
+# --- observers: what a search did ---------------------------------------------------------
+
+
+@hookspec
+def search_start(run: SearchRun) -> None:
+    """Called once the data is loaded and split, before the first trial."""
+
+
+@hookspec
+def trial_start(run: SearchRun, spec: TrialSpec) -> None:
+    """Called when a trial is handed to an executor."""
+
+
+@hookspec
+def trial_epoch_end(run: SearchRun, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None:
+    """Called after each training epoch of a running trial (``epoch`` counts from 1)."""
+
+
+@hookspec
+def trial_end(run: SearchRun, result: TrialResult) -> None:
+    """Called when a trial finished, failed or stopped, after its result is saved."""
+
+
+@hookspec
+def search_end(run: SearchRun, leaderboard: list[TrialResult]) -> None:
+    """Called once at the end of a search with the ranked completed trials."""

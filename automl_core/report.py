@@ -1,0 +1,146 @@
+"""The terminal report: a live view while searching, the leaderboard at the end.
+
+The reporter is a plugin like any other: it implements the observer hooks. On a
+terminal it shows a live epoch bar; elsewhere (CI, pipes) it prints one line per trial.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from automl_core import hookimpl
+from automl_core.space import ARCHITECTURE, AUGMENTER, short_name
+
+if TYPE_CHECKING:
+    from automl_core.engine import SearchRun
+    from automl_core.trial import TrialResult, TrialSpec
+
+
+class RichReporter:
+    """Shows a search as it happens; register an instance with the plugin manager."""
+
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.progress: Progress | None = None
+        self.task = None
+
+    @hookimpl
+    def search_start(self, run: SearchRun) -> None:
+        summary = run.dataset_summary
+        skipped = len(summary["skipped"])
+        self.console.print(
+            f"[bold]automl search[/] {summary['source']}: {len(summary['classes'])} classes, "
+            f"{summary['train']} train / {summary['val']} val images at "
+            f"{summary['image_shape'][0]}x{summary['image_shape'][1]}"
+            + (f", {skipped} unreadable file(s) skipped" if skipped else "")
+        )
+        self.console.print(
+            f"candidates: {', '.join(run.architectures)}; augmenters: "
+            f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
+            f"{run.config.epochs} epochs; run directory {run.run_dir.path}"
+        )
+
+    @hookimpl
+    def trial_start(self, run: SearchRun, spec: TrialSpec) -> None:
+        if not self.console.is_terminal:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.progress.add_task(
+            f"trial {spec.trial_id} {spec.architecture} + {spec.augmenter}",
+            total=spec.epochs,
+            status=f"best so far {_best(run)}",
+        )
+        self.progress.start()
+
+    @hookimpl
+    def trial_epoch_end(self, run: SearchRun, spec: TrialSpec, epoch: int, logs: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.task,
+                completed=epoch,
+                status=f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
+                f"(best so far {_best(run)})",
+            )
+
+    @hookimpl
+    def trial_end(self, run: SearchRun, result: TrialResult) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if result.status == "completed":
+            outcome = (
+                f"val_acc {result.val_accuracy:.3f} val_loss {result.val_loss:.3f} "
+                f"in {result.epochs_run} epochs, {result.train_seconds:.1f}s"
+            )
+        else:
+            outcome = f"[red]failed[/]: {result.error}"
+        self.console.print(
+            f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}"
+        )
+
+    @hookimpl
+    def search_end(self, run: SearchRun, leaderboard: list[TrialResult]) -> None:
+        failed = [r for r in run.results if r.status != "completed"]
+        self.console.print(leaderboard_table(leaderboard, run.config.objective))
+        if failed:
+            self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.path}/trials")
+        if leaderboard:
+            self.console.print(f"winner saved to [bold]{run.winner_path}[/]")
+        else:
+            self.console.print("[red]no trial completed; no winner saved[/]")
+
+
+def leaderboard_table(leaderboard: list[TrialResult], objective: str) -> Table:
+    """The ranked trials as a rich table that fits 80 columns; hyperparameters wrap."""
+    table = Table(title=f"Leaderboard (by {objective})", box=box.SIMPLE_HEAD)
+    table.add_column("#", no_wrap=True)
+    table.add_column("trial", no_wrap=True)
+    table.add_column("candidate", no_wrap=True)
+    for column in ("val_acc", "params", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("hyperparameters", ratio=1)
+    for rank, r in enumerate(leaderboard, 1):
+        table.add_row(
+            str(rank),
+            r.trial_id,
+            f"{r.architecture}\n[dim]+ {r.augmenter}[/]",
+            f"{r.val_accuracy:.3f}",
+            _count(r.params),
+            f"{r.train_seconds:.0f}s",
+            format_hyperparameters(r),
+        )
+    return table
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else str(n)
+
+
+def format_hyperparameters(result: TrialResult) -> str:
+    """``filters=32 dense_units=64 ...``: the candidate's own values, scopes dropped."""
+    return " ".join(
+        f"{short_name(name)}={value:.3g}"
+        if isinstance(value, float)
+        else f"{short_name(name)}={value}"
+        for name, value in result.hyperparameters.items()
+        if name not in (ARCHITECTURE, AUGMENTER)
+    )
+
+
+def _best(run: SearchRun) -> str:
+    if not run.leaderboard:
+        return "-"
+    return f"{run.leaderboard[0].score(run.config.objective):.3f}"

@@ -1,0 +1,1 @@
+"""First-party automl plugins, loaded before any third-party one."""
