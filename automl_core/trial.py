@@ -107,13 +107,15 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
 
     keras.utils.set_random_seed(spec.seed)
     hp = keras_tuner.HyperParameters.from_config(spec.hp_config)
-    with architecture_scope(hp, spec.architecture):
-        model = architecture(hp, data.input_shape, data.num_classes)
-        learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
-    with augmenter_scope(hp, spec.augmenter):
-        augment = augmenter(hp)
-    result.hyperparameters = active_values(hp)
-    result.hp_config = hp.get_config()
+    try:
+        with architecture_scope(hp, spec.architecture):
+            model = architecture(hp, data.input_shape, data.num_classes)
+            learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+        with augmenter_scope(hp, spec.augmenter):
+            augment = augmenter(hp)
+    finally:  # what was declared joins the space even when the build fails
+        result.hyperparameters = active_values(hp)
+        result.hp_config = hp.get_config()
     result.params = int(model.count_params())
 
     model.compile(
@@ -138,7 +140,12 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
         )
     start = time.perf_counter()
     history = model.fit(
-        train, validation_data=val, epochs=spec.epochs, verbose=0, callbacks=callbacks
+        train,
+        validation_data=val,
+        epochs=spec.epochs,
+        verbose=0,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles, seeded
     )
     result.train_seconds = time.perf_counter() - start
     result.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}

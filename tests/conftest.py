@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny real image folders, an isolated cache, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+
+
+def make_image_folder(
+    root: Path, classes=("red", "green", "blue"), per_class: int = 12, size: int = 16
+) -> Path:
+    """Write ``per_class`` noisy images per class, tinted by class so they are learnable."""
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        tint = np.array(COLOURS.get(name, (128, 128, 128)))
+        for i in range(per_class):
+            noise = rng.integers(-40, 40, size=(size, size, 3))
+            pixels = np.clip(tint + noise, 0, 255).astype(np.uint8)
+            suffix = ".png" if i % 2 else ".jpg"
+            Image.fromarray(pixels).save(root / name / f"{i:03d}{suffix}")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """Every test decodes into its own cache, never the user's."""
+    cache = tmp_path / "automl-cache"
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+def run_automl(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run the real ``automl`` CLI in a subprocess and return the completed process."""
+    return subprocess.run(
+        [sys.executable, "-m", "automl_core.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )

@@ -1,0 +1,77 @@
+"""Image decoding, the stratified split and the decode-once cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from automl_plugins.image_folder import load_image_folder, typical_size
+from conftest import make_image_folder
+from PIL import Image
+
+from automl_core.data import ImageData, decode_image, split
+from automl_core.errors import UsageError
+
+
+def test_decode_handles_modes_and_resizes(tmp_path):
+    rgba = Image.new("RGBA", (40, 20), (255, 0, 0, 0))  # fully transparent red
+    rgba.save(tmp_path / "clear.png")
+    Image.new("L", (10, 10), 77).save(tmp_path / "grey.png")
+    clear = decode_image(tmp_path / "clear.png", 16)
+    grey = decode_image(tmp_path / "grey.png", 16)
+    assert clear.shape == grey.shape == (16, 16, 3)
+    assert clear.dtype == np.uint8
+    assert (clear == 255).all()  # composited onto white
+    assert (grey == 77).all()
+
+
+def test_split_is_stratified_and_seeded():
+    labels = np.repeat(np.arange(3, dtype=np.int32), [10, 20, 30])
+    data = ImageData(
+        np.arange(60, dtype=np.uint8).reshape(60, 1, 1, 1).repeat(3, -1),
+        labels,
+        ["a", "b", "c"],
+        "test",
+    )
+    first = split(data, 0.2, seed=1)
+    assert np.bincount(first.y_val).tolist() == [2, 4, 6]
+    assert np.bincount(first.y_train).tolist() == [8, 16, 24]
+    assert not set(first.x_val[:, 0, 0, 0]) & set(first.x_train[:, 0, 0, 0])
+    again = split(data, 0.2, seed=1)
+    assert np.array_equal(first.x_val, again.x_val)
+    other = split(data, 0.2, seed=2)
+    assert not np.array_equal(first.x_val, other.x_val)
+
+
+def test_class_too_small_to_split_is_a_usage_error():
+    data = ImageData(
+        np.zeros((3, 1, 1, 3), np.uint8), np.array([0, 0, 1], np.int32), ["a", "b"], "test"
+    )
+    with pytest.raises(UsageError, match="class 'b' has 1 image"):
+        split(data, 0.2, seed=0)
+
+
+def test_typical_size_is_the_median_short_side_capped(tmp_path):
+    make_image_folder(tmp_path / "small", size=24)
+    files = sorted((tmp_path / "small").rglob("*.*"))
+    assert typical_size(files) == 24
+    Image.new("RGB", (1000, 800)).save(tmp_path / "big.jpg")
+    assert typical_size([tmp_path / "big.jpg"]) == 128
+
+
+def test_folder_is_decoded_once_and_then_read_from_cache(tmp_path, isolated_cache):
+    folder = make_image_folder(tmp_path / "images", per_class=4)
+    (folder / "red" / "broken.jpg").write_bytes(b"not a jpeg")
+    first = load_image_folder(str(folder))
+    assert first.images.shape == (12, 16, 16, 3)
+    assert [s["path"].endswith("broken.jpg") for s in first.skipped] == [True]
+    entries = list(isolated_cache.iterdir())
+    meta = entries[0] / "meta.json"
+    written = meta.stat().st_mtime_ns
+
+    second = load_image_folder(str(folder))
+    assert list(isolated_cache.iterdir()) == entries
+    assert meta.stat().st_mtime_ns == written  # read back, not decoded again
+    assert np.array_equal(first.images, second.images)
+
+    load_image_folder(str(folder), image_size=8)  # another size is another cache entry
+    assert len(list(isolated_cache.iterdir())) == 2
