@@ -26,14 +26,14 @@ def register_commands(subcommands):
         type=positive_int,
         default=None,
         metavar="N",
-        help="most candidates to train (default 10; 6 with --demo)",
+        help="most candidates to train (default 10; 8 with --demo)",
     )
     search.add_argument(
         "--epochs",
         type=positive_int,
         default=None,
         metavar="N",
-        help="most epochs per trial; early stopping may end sooner (default 10)",
+        help="most epochs per trial; early stopping may end sooner (default 20)",
     )
     search.add_argument(
         "--architectures",
@@ -85,7 +85,7 @@ def register_commands(subcommands):
         type=non_negative_int,
         default=3,
         metavar="N",
-        help="epochs without improvement before a trial stops early (default 3)",
+        help="epochs without improvement before a trial stops early (default 5)",
     )
     search.add_argument("--objective", choices=["val_accuracy", "val_loss"], default="val_accuracy")
     search.add_argument(
@@ -101,8 +101,8 @@ def register_commands(subcommands):
     plugins.set_defaults(handler=list_plugins)
 
 
-DEMO_DEFAULTS = {"max_trials": 6, "epochs": 10}
-DEFAULTS = {"max_trials": 10, "epochs": 10}
+DEMO_DEFAULTS = {"max_trials": 8, "epochs": 20}
+DEFAULTS = {"max_trials": 10, "epochs": 20}
 
 
 def run_search(args: argparse.Namespace) -> int:

@@ -25,9 +25,9 @@ class SearchConfig:
     tuner: str = "random"
     executor: str = "local"
     max_trials: int = 10
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 32
-    patience: int = 3
+    patience: int = 5
     val_split: float = 0.2
     image_size: int | None = None
     seed: int = 0
