@@ -75,3 +75,13 @@ def test_folder_is_decoded_once_and_then_read_from_cache(tmp_path, isolated_cach
 
     load_image_folder(str(folder), image_size=8)  # another size is another cache entry
     assert len(list(isolated_cache.iterdir())) == 2
+
+
+def test_classification_report_counts_per_class():
+    from automl_core.evaluate import classification_report
+
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    report = classification_report(probabilities, np.array([0, 1, 1, 1]), ["a", "b"])
+    assert report["accuracy"] == 0.75
+    assert report["per_class_accuracy"] == {"a": 1.0, "b": 2 / 3}
+    assert report["confusion_matrix"] == [[1, 0], [1, 2]]
