@@ -83,7 +83,7 @@ def register_commands(subcommands):
     search.add_argument(
         "--patience",
         type=non_negative_int,
-        default=3,
+        default=5,
         metavar="N",
         help="epochs without improvement before a trial stops early (default 5)",
     )
@@ -94,6 +94,42 @@ def register_commands(subcommands):
         default=5,
         metavar="N",
         help="stop after this many failed trials in a row (default 5)",
+    )
+    search.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted search with its saved settings (--max-trials may raise)",
+    )
+    search.add_argument(
+        "--executor",
+        default="local",
+        metavar="NAME",
+        help="where trials run: local (one process per trial, default), inline, ray",
+    )
+    search.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="trials at once on the CPU, sharing its cores (default 1); on GPUs, per GPU",
+    )
+    search.add_argument(
+        "--devices",
+        default=None,
+        metavar="IDS",
+        help="GPUs to use, e.g. 0,2 (default: all visible; honours CUDA_VISIBLE_DEVICES)",
+    )
+    search.add_argument(
+        "--precision",
+        choices=["float32", "mixed"],
+        default="float32",
+        help="mixed: float16 compute on GPUs (default float32)",
+    )
+    search.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join with --executor ray (default: start a local one)",
     )
     search.set_defaults(handler=run_search)
 
@@ -106,19 +142,25 @@ DEFAULTS = {"max_trials": 10, "epochs": 20}
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from automl_core.engine import SearchConfig, search
+    from automl_core.engine import SearchConfig, resume, search
     from automl_core.report import RichReporter
 
+    args.plugins.manager.register(RichReporter(), name="rich-report")
+    if args.resume:
+        if args.source or args.demo:
+            raise UsageError("--resume continues a saved search: give no folder or --demo")
+        run = resume(args.resume, args.plugins, max_trials=args.max_trials)
+        return _exit_code(run)
     if args.demo == bool(args.source):
         raise UsageError("give an image folder to search, or --demo (not both)")
-    source = str(demo_dir()) if args.demo else args.source
     defaults = DEMO_DEFAULTS if args.demo else DEFAULTS
     config = SearchConfig(
-        source=source,
+        source=str(demo_dir()) if args.demo else args.source,
         dataset=args.dataset,
         architectures=args.architectures,
         augmenters=args.augmenters,
         tuner=args.tuner,
+        executor=args.executor,
         max_trials=args.max_trials or defaults["max_trials"],
         epochs=args.epochs or defaults["epochs"],
         batch_size=args.batch_size,
@@ -128,11 +170,20 @@ def run_search(args: argparse.Namespace) -> int:
         seed=args.seed,
         objective=args.objective,
         max_failures=args.max_failures,
+        workers=args.workers,
+        devices=args.devices,
+        precision=args.precision,
+        ray_address=args.ray_address,
         out=args.out,
         plugins=args.plugins.sources,
     )
-    args.plugins.manager.register(RichReporter(), name="rich-report")
-    run = search(config, args.plugins)
+    return _exit_code(search(config, args.plugins))
+
+
+def _exit_code(run) -> int:
+    """130 for a search the user interrupted, 1 when no trial completed, else 0."""
+    if run.interrupted:
+        return 130
     return 0 if run.leaderboard else 1
 
 

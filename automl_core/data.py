@@ -115,3 +115,30 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
             image = Image.alpha_composite(background, image)
         image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
+
+
+SPLIT_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+def save_split(data: DatasetSplit, directory: Path) -> None:
+    """Write the split as ``.npy`` files that trial processes memory-map.
+
+    The run directory keeps its own copy, so a resumed search trains on exactly the
+    images it started with even if the source folder changed since.
+    """
+    from automl_core.rundir import atomic_target, write_json
+
+    directory = Path(directory)
+    for name in SPLIT_ARRAYS:
+        with atomic_target(directory / f"{name}.npy") as tmp:
+            np.save(tmp, getattr(data, name))
+    write_json(directory / "classes.json", data.class_names)
+
+
+def load_split(directory: Path) -> DatasetSplit:
+    """Read a split written by ``save_split`` (memory-mapped, not loaded whole)."""
+    import json
+
+    directory = Path(directory)
+    arrays = [np.load(directory / f"{name}.npy", mmap_mode="r") for name in SPLIT_ARRAYS]
+    return DatasetSplit(*arrays, json.loads((directory / "classes.json").read_text()))

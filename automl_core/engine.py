@@ -1,17 +1,26 @@
-"""The search loop: oracle -> candidate -> executor -> result -> oracle, then the winner."""
+"""The search loop: oracle -> candidates -> executor slots -> results -> oracle, then the winner.
+
+The run directory is the whole state (config, data split, oracle, trials), written
+atomically as the search goes, so an interrupted or killed search resumes where it was.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from automl_core.data import DatasetSplit, split
+from automl_core.data import DatasetSplit, load_split, save_split, split
 from automl_core.errors import UsageError
-from automl_core.plugins import Plugins, load_plugins
-from automl_core.rundir import RunDir, write_json
-from automl_core.space import ARCHITECTURE, AUGMENTER, initial_space
-from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, TrialResult, TrialSpec
+from automl_core.plugins import Plugins, load_plugins, normalize_source
+from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.space import ARCHITECTURE, AUGMENTER, from_config, initial_space
+from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, STOPPED, TrialResult, TrialSpec
+
+POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -33,6 +42,12 @@ class SearchConfig:
     seed: int = 0
     objective: str = "val_accuracy"
     max_failures: int = 5
+    workers: int | None = None
+    """CPU trials at once (default 1); on GPUs, trials per GPU."""
+    devices: str | None = None
+    """GPU ids to use (``"0,2"``); default: every visible GPU."""
+    precision: str = "float32"
+    ray_address: str | None = None
     out: str | None = None
     plugins: list[str] = field(default_factory=list)
 
@@ -40,6 +55,8 @@ class SearchConfig:
         for name in ("max_trials", "epochs", "batch_size", "max_failures"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"workers must be at least 1, got {self.workers}")
         if self.patience < 0:
             raise UsageError(f"patience must be 0 or more, got {self.patience}")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
@@ -48,6 +65,8 @@ class SearchConfig:
             raise UsageError(
                 f"unknown objective {self.objective!r} (choose from {', '.join(OBJECTIVES)})"
             )
+        if self.precision not in ("float32", "mixed"):
+            raise UsageError(f"precision must be float32 or mixed, got {self.precision!r}")
 
 
 @dataclass
@@ -62,12 +81,20 @@ class SearchRun:
     data: DatasetSplit | None = None
     dataset_summary: dict = field(default_factory=dict)
     results: list[TrialResult] = field(default_factory=list)
+    """Every trial that ended (completed or failed), in the order they ended."""
     leaderboard: list[TrialResult] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    spent_before: float = 0.0
+    """Seconds this search ran before it was resumed."""
+    interrupted: bool = False
 
     @property
     def winner_path(self) -> Path:
         return self.run_dir.winner / "model.keras"
+
+    @property
+    def elapsed(self) -> float:
+        return self.spent_before + time.time() - self.started_at
 
 
 def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
@@ -81,16 +108,19 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     """Run a whole search and return it, leaderboard ranked and winner saved."""
     config.validate()
     plugins = plugins or load_plugins(config.plugins)
+    config.plugins = [normalize_source(p) for p in config.plugins]
+    names = _resolve_names(config, plugins)
+    if config.out is not None and RunDir(Path(config.out)).config.exists():
+        raise UsageError(
+            f"{config.out!r} already holds a search; continue it with --resume {config.out} "
+            "or choose another --out"
+        )
     loader = plugins["datasets"].get(config.dataset).obj
-    architectures = [c.name for c in plugins["architectures"].select(config.architectures)]
-    augmenters = [c.name for c in plugins["augmenters"].select(config.augmenters)]
-    tuner = plugins["tuners"].get(config.tuner).obj
-    executor_factory = plugins["executors"].get(config.executor).obj
-
     images = loader(config.source, image_size=config.image_size)
     data = split(images, config.val_split, config.seed)
-    run_dir = _make_run_dir(config.out)
-    run = SearchRun(config, run_dir, plugins, architectures, augmenters, data)
+    run_dir = RunDir(Path(config.out)) if config.out else RunDir.new()
+    run = SearchRun(config, run_dir, plugins, *names, data=data)
+    save_split(data, run_dir.data)
     run.dataset_summary = images.summary() | {
         "train": len(data.y_train),
         "val": len(data.y_val),
@@ -99,58 +129,55 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     }
     write_json(run_dir.config, asdict(config))
     write_json(run_dir.dataset, run.dataset_summary)
-    plugins.hook.search_start(run=run)
-
-    oracle = _make_oracle(tuner, run)
-    executor = executor_factory(run)
-    failures_in_a_row = 0
-    while len(run.results) < config.max_trials:
-        trial = oracle.create_trial("main")
-        if trial.status != "RUNNING":
-            break  # the tuner has nothing more to try
-        result = _run_one(run, executor, trial)
-        if result.hp_config:  # the space grows by what the candidate declared
-            trial.hyperparameters = type(trial.hyperparameters).from_config(result.hp_config)
-        if result.status == COMPLETED:
-            oracle.update_trial(
-                trial.trial_id,
-                {
-                    "val_accuracy": result.val_accuracy,
-                    "val_loss": result.val_loss,
-                },
-            )
-        trial.status = "COMPLETED" if result.status == COMPLETED else "FAILED"
-        trial.message = result.error
-        oracle.end_trial(trial)
-        run.results.append(result)
-        run.leaderboard = rank(run.results, config.objective)
-        write_json(run_dir.leaderboard, [_leaderboard_row(r) for r in run.leaderboard])
-        plugins.hook.trial_end(run=run, result=result)
-        failures_in_a_row = failures_in_a_row + 1 if result.status == FAILED else 0
-        if failures_in_a_row >= config.max_failures:
-            raise UsageError(
-                f"{failures_in_a_row} trials failed in a row (last: {result.error}); "
-                f"stopping. Tracebacks are in {run_dir.path / 'trials'}"
-            )
-    _save_winner(run)
-    plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
-    return run
+    return _drive(run, _make_oracle(run))
 
 
-def _make_run_dir(out: str | None) -> RunDir:
-    if out is None:
-        return RunDir.new()
-    run_dir = RunDir(Path(out))
-    if run_dir.config.exists():
-        raise UsageError(f"{out!r} already holds a search; choose another --out")
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> SearchRun:
+    """Continue a search from its run directory: finished trials are kept, not re-run.
+
+    ``changes`` override saved settings that may differ on resume (``max_trials``).
+    """
+    directory = RunDir(Path(run_dir))
+    if not directory.config.exists():
+        raise UsageError(f"{str(run_dir)!r} is not a search run directory (no config.json)")
+    config = SearchConfig(**read_json(directory.config))
+    for name, value in changes.items():
+        if value is not None:
+            setattr(config, name, value)
+    config.validate()
+    plugins = plugins or load_plugins()
+    plugins.load(config.plugins)  # the search's own -p plugins, wherever it is resumed
+    run = SearchRun(config, directory, plugins, *_resolve_names(config, plugins))
+    run.data = load_split(directory.data)
+    run.dataset_summary = read_json(directory.dataset)
+    state = read_json(directory.state) if directory.state.exists() else {}
+    run.spent_before = state.get("elapsed_seconds", 0.0)
+    oracle = _make_oracle(run)
+    oracle.reload()
+    oracle.max_trials = config.max_trials
+    run.results = [TrialResult.load(directory.trial(t)) for t in oracle.end_order]
+    run.leaderboard = rank(run.results, config.objective)
+    return _drive(run, oracle)
 
 
-def _make_oracle(tuner, run: SearchRun):
+def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], list[str]]:
+    """The architectures and augmenters to try; any unknown name fails before any work."""
+    architectures = [c.name for c in plugins["architectures"].select(config.architectures)]
+    augmenters = [c.name for c in plugins["augmenters"].select(config.augmenters)]
+    for kind, name in (
+        ("tuners", config.tuner),
+        ("executors", config.executor),
+        ("datasets", config.dataset),
+    ):
+        plugins[kind].get(name)
+    return architectures, augmenters
+
+
+def _make_oracle(run: SearchRun):
     import keras_tuner
 
     config = run.config
+    tuner = run.plugins["tuners"].get(config.tuner).obj
     oracle = tuner(
         objective=keras_tuner.Objective(config.objective, OBJECTIVES[config.objective]),
         max_trials=config.max_trials,
@@ -163,27 +190,161 @@ def _make_oracle(tuner, run: SearchRun):
     return oracle
 
 
-def _run_one(run: SearchRun, executor, trial) -> TrialResult:
-    config = run.config
-    values = trial.hyperparameters.values
-    spec = TrialSpec(
-        trial_id=trial.trial_id,
-        architecture=values[ARCHITECTURE],
-        augmenter=values[AUGMENTER],
-        hp_config=trial.hyperparameters.get_config(),
-        trial_dir=str(run.run_dir.trial(trial.trial_id)),
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        patience=config.patience,
-        seed=config.seed,
-        objective=config.objective,
+class _Loop:
+    """Keeps every executor slot busy until the tuner is done or the user stops it."""
+
+    def __init__(self, run: SearchRun, oracle, executor):
+        self.run, self.oracle, self.executor = run, oracle, executor
+        self.running: dict[str, object] = {}  # trial id -> keras-tuner Trial
+        # Running trials whose candidates have not declared their hyperparameters yet.
+        # No new trial is drawn until they have: the space is then complete, so the
+        # same seed gives the same candidates however many trials run at once.
+        self.unbuilt: set[str] = set()
+        self.tuner_ids = 0
+        self.failures_in_a_row = 0
+        # trials that were running when the search stopped: run them again first
+        self.rerun = list(oracle.ongoing_trials.values())
+        oracle.ongoing_trials.clear()
+
+    def go(self) -> None:
+        for trial in list(self.rerun):  # finished but not recorded before a crash
+            saved = self.run.run_dir.trial(trial.trial_id) / "metrics.json"
+            if saved.exists() and read_json(saved)["status"] in (COMPLETED, FAILED):
+                self.rerun.remove(trial)
+                self.oracle.ongoing_trials[self._tuner_id()] = trial
+                self._finish(trial, TrialResult.load(saved.parent))
+        while True:
+            exhausted = self._fill_slots()
+            if not self.running and (exhausted or self.run.interrupted):
+                return
+            for result in self.executor.wait(self, POLL_SECONDS):
+                self.unbuilt.discard(result.trial_id)
+                self._finish(self.running.pop(result.trial_id), result)
+
+    def _fill_slots(self) -> bool:
+        """Start trials on free slots; True when the tuner has nothing to offer now."""
+        while not self.run.interrupted and self.executor.free_slots() > 0:
+            if self.unbuilt:
+                return False
+            tuner_id = self._tuner_id()
+            if self.rerun:
+                trial = self.rerun.pop(0)
+                self.oracle.ongoing_trials[tuner_id] = trial
+            else:
+                trial = self.oracle.create_trial(tuner_id)
+                if trial.status != "RUNNING":
+                    # with trials still running the space may grow: ask again later
+                    return True
+            spec = self._spec(trial)
+            self.running[trial.trial_id] = trial
+            self.unbuilt.add(trial.trial_id)
+            self.run.plugins.hook.trial_start(run=self.run, spec=spec)
+            self.executor.submit(spec)
+        return False
+
+    def _tuner_id(self) -> str:
+        self.tuner_ids += 1
+        return f"slot-{self.tuner_ids}"
+
+    def _spec(self, trial) -> TrialSpec:
+        config = self.run.config
+        values = trial.hyperparameters.values
+        return TrialSpec(
+            trial_id=trial.trial_id,
+            architecture=values[ARCHITECTURE],
+            augmenter=values[AUGMENTER],
+            hp_config=trial.hyperparameters.get_config(),
+            trial_dir=str(self.run.run_dir.trial(trial.trial_id)),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            patience=config.patience,
+            seed=config.seed,
+            objective=config.objective,
+        )
+
+    def trial_built(self, spec: TrialSpec, hp_config: dict) -> None:
+        """The candidate declared its hyperparameters: the tuner may now sample them."""
+        self.oracle.update_space(from_config(hp_config))
+        self.unbuilt.discard(spec.trial_id)
+
+    def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None:
+        self.run.plugins.hook.trial_epoch_end(run=self.run, spec=spec, epoch=epoch, logs=logs)
+
+    def _finish(self, trial, result: TrialResult) -> None:
+        run = self.run
+        if result.status == STOPPED:  # interrupted by the user: stays open for --resume
+            run.plugins.hook.trial_end(run=run, result=result)
+            return
+        if result.hp_config:  # the space grows by what the candidate declared
+            trial.hyperparameters = from_config(result.hp_config)
+        if result.status == COMPLETED:
+            metrics = {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss}
+            self.oracle.update_trial(trial.trial_id, metrics)
+        trial.status = "COMPLETED" if result.status == COMPLETED else "FAILED"
+        trial.message = result.error
+        self.oracle.end_trial(trial)
+        run.results.append(result)
+        run.leaderboard = rank(run.results, run.config.objective)
+        write_json(run.run_dir.leaderboard, [_leaderboard_row(r) for r in run.leaderboard])
+        _save_state(run, "running")
+        run.plugins.hook.trial_end(run=run, result=result)
+        self.failures_in_a_row = self.failures_in_a_row + 1 if result.status == FAILED else 0
+        if self.failures_in_a_row >= run.config.max_failures:
+            raise UsageError(
+                f"{self.failures_in_a_row} trials failed in a row (last: {result.error}); "
+                f"stopping. Tracebacks and logs are in {run.run_dir.path / 'trials'}"
+            )
+
+
+def _drive(run: SearchRun, oracle) -> SearchRun:
+    run.plugins.hook.search_start(run=run)
+    executor = run.plugins["executors"].get(run.config.executor).obj(run)
+    loop = _Loop(run, oracle, executor)
+    status = "interrupted"
+    try:
+        with _graceful_interrupt(run, executor):
+            loop.go()
+        status = "interrupted" if run.interrupted else "finished"
+    finally:
+        executor.close()
+        _save_state(run, status)
+    _save_winner(run)
+    run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
+    return run
+
+
+class _graceful_interrupt:
+    """First Ctrl+C: start no new trials, let running ones end their epoch. Second: stop now."""
+
+    def __init__(self, run: SearchRun, executor):
+        self.run, self.executor, self.previous = run, executor, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame):
+        if self.run.interrupted:
+            self.executor.stop(now=True)
+            raise KeyboardInterrupt
+        self.run.interrupted = True
+        self.executor.stop(now=False)
+        print(
+            "\nautoml: stopping: no new trials; running trials end after their current "
+            "epoch (Ctrl+C again to stop at once)",
+            file=sys.stderr,
+        )
+
+
+def _save_state(run: SearchRun, status: str) -> None:
+    write_json(
+        run.run_dir.state,
+        {"status": status, "elapsed_seconds": run.elapsed, "updated_at": time.time()},
     )
-    run.plugins.hook.trial_start(run=run, spec=spec)
-
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        run.plugins.hook.trial_epoch_end(run=run, spec=spec, epoch=epoch, logs=logs)
-
-    return executor.run(spec, on_epoch)
 
 
 def _leaderboard_row(result: TrialResult) -> dict:

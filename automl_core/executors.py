@@ -1,39 +1,236 @@
-"""Where trials run. ``local``: one trial at a time in this process (the default)."""
+"""Where trials run.
+
+``local`` (the default) starts one process per trial, pinned to a free device slot: a GPU
+each, or a share of the CPU cores (``--workers``). A crash, an out-of-memory error or a
+SIGKILL then takes down one trial, and GPU memory is returned when its process ends.
+``inline`` trains in the calling process, one trial at a time: for debugging, and for
+plugins registered in memory rather than from a file or module.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from automl_core import hookimpl
-from automl_core.trial import EpochCallback, TrialResult, TrialSpec, run_trial
+from automl_core.devices import Slot, plan_slots
+from automl_core.trial import FAILED, TrialResult, TrialSpec, run_trial
+from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
 
 if TYPE_CHECKING:
     from automl_core.engine import SearchRun
 
 
+class SearchListener(Protocol):
+    """What the engine wants to hear about running trials (see ``TrialListener``)."""
+
+    def trial_built(self, spec: TrialSpec, hp_config: dict) -> None: ...
+
+    def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None: ...
+
+
+@dataclass
+class BoundListener:
+    """A ``TrialListener`` for one trial, passing its events on with its spec."""
+
+    spec: TrialSpec
+    listener: SearchListener
+
+    def built(self, hp_config: dict) -> None:
+        self.listener.trial_built(self.spec, hp_config)
+
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        self.listener.trial_epoch(self.spec, epoch, logs)
+
+
 class Executor(Protocol):
-    """Runs one trial and returns its result; never raises for a failing trial."""
+    """Runs trials; a failing trial comes back as a failed result, never as an exception."""
 
-    def run(self, spec: TrialSpec, on_epoch: EpochCallback) -> TrialResult: ...
+    def free_slots(self) -> int:
+        """How many more trials ``submit`` accepts right now."""
+
+    def submit(self, spec: TrialSpec) -> None:
+        """Start a trial (``spec.device`` is set to the slot it gets)."""
+
+    def wait(self, listener: SearchListener, timeout: float) -> list[TrialResult]:
+        """Pass on trial events as they happen; return the trials that ended in ``timeout``."""
+
+    def stop(self, *, now: bool) -> None:
+        """Ask running trials to stop after their current epoch, or kill them ``now``."""
+
+    def close(self) -> None:
+        """Release everything; no trial keeps running."""
 
 
-class LocalExecutor:
-    """Trains each trial in the calling process, one after another."""
+class InlineExecutor:
+    """Trains each trial in this process, one after another."""
 
     def __init__(self, run: SearchRun):
         self.search_run = run
+        self.queued: list[TrialSpec] = []
+        self.stop_requested = False
 
-    def run(self, spec: TrialSpec, on_epoch: EpochCallback) -> TrialResult:
+    def free_slots(self) -> int:
+        return 0 if self.queued else 1
+
+    def submit(self, spec: TrialSpec) -> None:
+        spec.device = "inline"
+        self.queued.append(spec)
+
+    def wait(self, listener: SearchListener, timeout: float) -> list[TrialResult]:
+        if not self.queued:
+            return []
+        spec = self.queued.pop(0)
         plugins = self.search_run.plugins
-        return run_trial(
-            spec,
-            self.search_run.data,
-            plugins["architectures"].get(spec.architecture).obj,
-            plugins["augmenters"].get(spec.augmenter).obj,
-            on_epoch,
+        return [
+            run_trial(
+                spec,
+                self.search_run.data,
+                plugins["architectures"].get(spec.architecture).obj,
+                plugins["augmenters"].get(spec.augmenter).obj,
+                BoundListener(spec, listener),
+                stop_requested=lambda: self.stop_requested,
+            )
+        ]
+
+    def stop(self, *, now: bool) -> None:
+        self.stop_requested = True
+
+    def close(self) -> None:
+        self.queued.clear()
+
+
+@dataclass
+class _Running:
+    spec: TrialSpec
+    slot: Slot
+    process: subprocess.Popen
+    started_at: float
+
+
+class ProcessPool:
+    """One spawned process per trial, as many at once as there are device slots."""
+
+    def __init__(self, run: SearchRun):
+        config = run.config
+        self.run_dir = run.run_dir.path
+        self.slots = plan_slots(config.devices, config.workers)
+        self.free = list(self.slots)
+        self.precision = config.precision
+        self.running: dict[str, _Running] = {}
+        self.events: queue.Queue = queue.Queue()
+
+    def free_slots(self) -> int:
+        return len(self.free)
+
+    def submit(self, spec: TrialSpec) -> None:
+        slot = self.free.pop(0)
+        spec.device = slot.name
+        trial_dir = Path(spec.trial_dir)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in ("metrics.json", STOP_FILE):  # from an interrupted attempt
+            (trial_dir / leftover).unlink(missing_ok=True)
+        spec.save()
+        env = os.environ | slot.env | {PARENT_ENV: str(os.getpid()), PRECISION_ENV: self.precision}
+        if slot.threads:
+            env[THREADS_ENV] = str(slot.threads)
+        with open(trial_dir / "log.txt", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "automl_core.worker", str(self.run_dir), spec.trial_id],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self.running[spec.trial_id] = _Running(spec, slot, process, time.time())
+        threading.Thread(target=self._relay, args=(spec, process), daemon=True).start()
+
+    def _relay(self, spec: TrialSpec, process: subprocess.Popen) -> None:
+        """Forward the worker's event lines, then its exit, to the event queue."""
+        for line in process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.events.put((spec.trial_id, event))
+        process.wait()
+        self.events.put((spec.trial_id, None))
+
+    def wait(self, listener: SearchListener, timeout: float) -> list[TrialResult]:
+        ended: list[TrialResult] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                trial_id, event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return ended
+            running = self.running[trial_id]
+            if event is not None:
+                trial = BoundListener(running.spec, listener)
+                if "built" in event:
+                    trial.built(event["built"])
+                else:
+                    trial.epoch(event["epoch"], event["logs"])
+                continue
+            ended.append(self._collect(self.running.pop(trial_id)))
+            self.free.append(running.slot)
+            deadline = time.monotonic()  # hand back what ended; keep draining only what's queued
+
+    def _collect(self, running: _Running) -> TrialResult:
+        """The trial's saved result, or a failed one saying how its process died."""
+        spec, code = running.spec, running.process.returncode
+        trial_dir = Path(spec.trial_dir)
+        if (trial_dir / "metrics.json").exists():
+            return TrialResult.load(trial_dir)
+        if code < 0:
+            reason = f"trial process killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                reason += " (out of memory, or killed from outside)"
+        else:
+            reason = f"trial process exited with code {code}: {_last_line(trial_dir / 'log.txt')}"
+        result = TrialResult(
+            spec.trial_id,
+            spec.architecture,
+            spec.augmenter,
+            FAILED,
+            error=reason,
+            device=spec.device,
+            started_at=running.started_at,
+            ended_at=time.time(),
         )
+        result.save(trial_dir)
+        return result
+
+    def stop(self, *, now: bool) -> None:
+        for running in self.running.values():
+            if now:
+                running.process.kill()
+            else:
+                (Path(running.spec.trial_dir) / STOP_FILE).touch()
+
+    def close(self) -> None:
+        self.stop(now=True)
+        for running in self.running.values():
+            running.process.wait()
+
+
+def _last_line(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+    return lines[-1] if lines else "no output"
 
 
 @hookimpl
 def register_executors(register):
-    register("local", LocalExecutor, description="one trial at a time in this process")
+    register("local", ProcessPool, description="one process per trial on each free GPU or CPU slot")
+    register(
+        "inline", InlineExecutor, description="one trial at a time in the search's own process"
+    )

@@ -86,8 +86,9 @@ def register_exporters(register: Register) -> None:
 def register_executors(register: Register) -> None:
     """Register places trials run: ``register(name, factory)``.
 
-    ``factory(config: automl_core.engine.SearchConfig) -> Executor``, where an executor
-    has ``run(spec, on_epoch) -> TrialResult``.
+    ``factory(run: automl_core.engine.SearchRun) -> Executor`` (the protocol in
+    ``automl_core.executors``): ``free_slots()``, ``submit(spec)``, ``wait(listener,
+    timeout) -> [TrialResult]``, ``stop(now=...)``, ``close()``. Chosen with ``--executor``.
     """
 
 
@@ -120,7 +121,11 @@ def trial_epoch_end(run: SearchRun, spec: TrialSpec, epoch: int, logs: dict[str,
 
 @hookspec
 def trial_end(run: SearchRun, result: TrialResult) -> None:
-    """Called when a trial finished, failed or stopped, after its result is saved."""
+    """Called when a trial ended, after its result is saved under ``trials/<id>/``.
+
+    ``result.status`` is ``completed``, ``failed`` (``result.error`` says why) or
+    ``stopped`` (the user interrupted the search; ``--resume`` runs it again).
+    """
 
 
 @hookspec

@@ -73,6 +73,15 @@ class Plugins:
     def names(self) -> list[str]:
         return [name for name, _ in self.manager.list_name_plugin()]
 
+    def load(self, sources: Iterable[str]) -> None:
+        """Load ``-p`` style plugins (``.py`` files or module names) not loaded yet."""
+        for source in map(normalize_source, sources):
+            if source in self.sources:
+                continue
+            self.sources.append(source)
+            _register(self, source, lambda source=source: _import_source(source))
+        self.__dict__.pop("registries", None)  # collect again with the new plugins
+
     def _collect(self, kind: str) -> Registry:
         registry = Registry(kind)
         hook = getattr(self.manager.hook, f"register_{kind}")
@@ -96,14 +105,19 @@ def load_plugins(extra: Iterable[str] = ()) -> Plugins:
     """
     manager = pluggy.PluginManager("automl")
     manager.add_hookspecs(hookspecs)
-    plugins = Plugins(manager, sources=list(extra))
+    plugins = Plugins(manager)
     for name in BUILTIN_PLUGINS:
         manager.register(importlib.import_module(name), name=name)
     for entry_point in _selected_entry_points():
         _register(plugins, entry_point.name, entry_point.load)
-    for source in plugins.sources:
-        _register(plugins, source, lambda source=source: _import_source(source))
+    plugins.load(extra)
     return plugins
+
+
+def normalize_source(source: str) -> str:
+    """A ``-p`` file as an absolute path (so a resume works from any folder); a module as is."""
+    path = Path(source)
+    return str(path.resolve()) if path.is_file() else source
 
 
 def _selected_entry_points() -> list:

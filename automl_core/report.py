@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from automl_core import hookimpl
@@ -27,7 +34,7 @@ class RichReporter:
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
         self.progress: Progress | None = None
-        self.task = None
+        self.tasks: dict[str, TaskID] = {}
 
     @hookimpl
     def search_start(self, run: SearchRun) -> None:
@@ -44,47 +51,50 @@ class RichReporter:
             f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
             f"{run.config.epochs} epochs; run directory {run.run_dir.path}"
         )
+        if run.results:
+            self.console.print(f"resuming: {len(run.results)} trial(s) already done")
+        if self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
 
     @hookimpl
     def trial_start(self, run: SearchRun, spec: TrialSpec) -> None:
-        if not self.console.is_terminal:
-            return
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task = self.progress.add_task(
-            f"trial {spec.trial_id} {spec.architecture} + {spec.augmenter}",
-            total=spec.epochs,
-            status=f"best so far {_best(run)}",
-        )
-        self.progress.start()
+        if self.progress is not None:
+            self.tasks[spec.trial_id] = self.progress.add_task(
+                f"trial {spec.trial_id} {spec.architecture} + {spec.augmenter}",
+                total=spec.epochs,
+                status=f"best so far {_best(run)}",
+            )
 
     @hookimpl
     def trial_epoch_end(self, run: SearchRun, spec: TrialSpec, epoch: int, logs: dict) -> None:
-        if self.progress is not None:
+        if self.progress is not None and spec.trial_id in self.tasks:
             self.progress.update(
-                self.task,
+                self.tasks[spec.trial_id],
                 completed=epoch,
                 status=f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
-                f"(best so far {_best(run)})",
+                f"(best so far {_best(run)}) on {spec.device}",
             )
 
     @hookimpl
     def trial_end(self, run: SearchRun, result: TrialResult) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        if self.progress is not None and result.trial_id in self.tasks:
+            self.progress.remove_task(self.tasks.pop(result.trial_id))
         if result.status == "completed":
             outcome = (
                 f"val_acc {result.val_accuracy:.3f} val_loss {result.val_loss:.3f} "
                 f"in {result.epochs_run} epochs, {result.train_seconds:.1f}s"
             )
+        elif result.status == "stopped":
+            outcome = "[yellow]stopped[/]: runs again on --resume"
         else:
             outcome = f"[red]failed[/]: {result.error}"
         self.console.print(
@@ -93,7 +103,10 @@ class RichReporter:
 
     @hookimpl
     def search_end(self, run: SearchRun, leaderboard: list[TrialResult]) -> None:
-        failed = [r for r in run.results if r.status != "completed"]
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        failed = [r for r in run.results if r.status == "failed"]
         self.console.print(leaderboard_table(leaderboard, run.config.objective))
         if failed:
             self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.path}/trials")
@@ -101,6 +114,10 @@ class RichReporter:
             self.console.print(f"winner saved to [bold]{run.winner_path}[/]")
         else:
             self.console.print("[red]no trial completed; no winner saved[/]")
+        if run.interrupted:
+            self.console.print(
+                f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
+            )
 
 
 def leaderboard_table(leaderboard: list[TrialResult], objective: str) -> Table:

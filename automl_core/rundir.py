@@ -64,6 +64,14 @@ class RunDir:
         return self.path / "dataset.json"
 
     @property
+    def state(self) -> Path:
+        return self.path / "state.json"
+
+    @property
+    def data(self) -> Path:
+        return self.path / "data"
+
+    @property
     def leaderboard(self) -> Path:
         return self.path / "leaderboard.json"
 

@@ -40,6 +40,19 @@ def augmenter_scope(hp, name: str) -> Iterator[None]:
         yield
 
 
+def from_config(config: dict):
+    """``HyperParameters`` from ``get_config()`` output.
+
+    keras-tuner's ``from_config`` consumes its argument (conditions are turned into
+    objects in place), so it is handed a fresh JSON copy.
+    """
+    import json
+
+    import keras_tuner
+
+    return keras_tuner.HyperParameters.from_config(json.loads(json.dumps(config)))
+
+
 def active_values(hp) -> dict:
     """The values this candidate uses, scope prefixes kept (JSON-friendly)."""
     return {p.name: hp.values[p.name] for p in hp.space if hp.is_active(p) and p.name in hp.values}

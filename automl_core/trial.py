@@ -8,16 +8,25 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from automl_core.data import DatasetSplit
 from automl_core.rundir import atomic_target, read_json, write_json
-from automl_core.space import architecture_scope, augmenter_scope
+from automl_core.space import architecture_scope, augmenter_scope, from_config
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
-COMPLETED, FAILED = "completed", "failed"
+COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
+"""A stopped trial was interrupted by the user; a resumed search runs it again."""
 
-EpochCallback = Callable[[int, dict[str, float]], None]
+
+class TrialListener(Protocol):
+    """Told what a running trial does, from inside its process."""
+
+    def built(self, hp_config: dict[str, Any]) -> None:
+        """The model is built: every hyperparameter the candidate uses is declared."""
+
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        """An epoch ended (``epoch`` counts from 1)."""
 
 
 @dataclass
@@ -35,6 +44,17 @@ class TrialSpec:
     patience: int
     seed: int
     objective: str = "val_accuracy"
+    device: str = "cpu"
+    """The slot the trial runs on (``cpu:0``, ``gpu:1``), recorded with its result."""
+    deadline: float | None = None
+    """Wall-clock time (``time.time()``) at which training stops, keeping its best epoch."""
+
+    def save(self) -> None:
+        write_json(Path(self.trial_dir) / "spec.json", asdict(self))
+
+    @classmethod
+    def load(cls, trial_dir: Path) -> TrialSpec:
+        return cls(**read_json(Path(trial_dir) / "spec.json"))
 
 
 @dataclass
@@ -57,6 +77,7 @@ class TrialResult:
     error: str | None = None
     """The failure reason in one line; the traceback is in ``traceback.txt``."""
     model_path: str | None = None
+    device: str = "cpu"
     hp_config: dict[str, Any] = field(default_factory=dict, repr=False)
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
@@ -81,32 +102,64 @@ def run_trial(
     data: DatasetSplit,
     architecture: Callable,
     augmenter: Callable,
-    on_epoch: EpochCallback | None = None,
+    listener: TrialListener | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> TrialResult:
-    """Train one candidate; any exception becomes a failed result, never a crash."""
+    """Train one candidate; any exception becomes a failed result, never a crash.
+
+    ``stop_requested`` is asked after every epoch: when it answers yes, training ends
+    there and the result is ``stopped`` (the user interrupted the search).
+    """
     result = TrialResult(spec.trial_id, spec.architecture, spec.augmenter, FAILED)
     result.started_at = time.time()
+    result.device = spec.device
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
-        _train(spec, data, architecture, augmenter, on_epoch, result)
-        result.status = COMPLETED
+        control = _control_callback(spec, result, listener, stop_requested)
+        _train(spec, data, architecture, augmenter, control, result)
+        result.status = STOPPED if control.stopped_by_user else COMPLETED
     except Exception as error:
-        result.error = f"{type(error).__name__}: {error}".splitlines()[0]
+        result.error = one_line(error)
         (trial_dir / "traceback.txt").write_text(traceback.format_exc())
     result.ended_at = time.time()
     result.save(trial_dir)
     return result
 
 
-def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -> None:
+def _control_callback(spec: TrialSpec, result: TrialResult, listener, stop_requested):
+    """A Keras callback: report progress, stop on request or at the deadline."""
     import keras
-    import keras_tuner
+
+    class Control(keras.callbacks.Callback):
+        stopped_by_user = False
+
+        def on_train_begin(self, logs=None):
+            if listener is not None:
+                listener.built(result.hp_config)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if spec.deadline is not None and time.time() >= spec.deadline:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            result.epochs_run = epoch + 1
+            if listener is not None:
+                listener.epoch(epoch + 1, _floats(logs))
+            if stop_requested():
+                self.stopped_by_user = True
+                self.model.stop_training = True
+
+    return Control()
+
+
+def _train(spec, data, architecture, augmenter, control, result: TrialResult) -> None:
+    import keras
 
     from automl_core.space import active_values
 
     keras.utils.set_random_seed(spec.seed)
-    hp = keras_tuner.HyperParameters.from_config(spec.hp_config)
+    hp = from_config(spec.hp_config)
     try:
         with architecture_scope(hp, spec.architecture):
             model = architecture(hp, data.input_shape, data.num_classes)
@@ -131,13 +184,7 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
         patience=spec.patience,
         restore_best_weights=True,
     )
-    callbacks = [keras.callbacks.TerminateOnNaN(), stopper]
-    if on_epoch is not None:
-        callbacks.append(
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda epoch, logs: on_epoch(epoch + 1, _floats(logs))
-            )
-        )
+    callbacks = [keras.callbacks.TerminateOnNaN(), stopper, control]
     start = time.perf_counter()
     history = model.fit(
         train,
@@ -176,6 +223,17 @@ def pipeline(x, y, batch_size: int, *, seed: int | None = None, augment=None):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message`` in one line; for errors whose first line only introduces the
+    detail (TensorFlow's "Graph execution error:"), the last line that says something."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else ""
+    if message.endswith(":"):
+        detail = [line for line in lines[1:] if not line.startswith(("[[", "File ", "Detected"))]
+        message = detail[-1] if detail else message
+    return f"{type(error).__name__}: {message[:300]}"
 
 
 def _floats(logs: dict | None) -> dict[str, float]:

@@ -12,7 +12,7 @@ from automl_core import hookimpl
 from automl_core.data import ImageData
 from automl_core.engine import SearchConfig, search
 from automl_core.errors import UsageError
-from automl_core.executors import LocalExecutor
+from automl_core.executors import InlineExecutor
 from automl_core.plugins import load_plugins
 
 
@@ -76,10 +76,10 @@ class Recorder:
     def register_executors(self, register):
         recorder = self
 
-        class RecordingExecutor(LocalExecutor):
-            def run(self, spec, on_epoch):
+        class RecordingExecutor(InlineExecutor):
+            def submit(self, spec):
                 recorder.specs.append(spec)
-                return super().run(spec, on_epoch)
+                super().submit(spec)
 
         register("recording", RecordingExecutor)
 

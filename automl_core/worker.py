@@ -1,0 +1,94 @@
+"""The process a trial runs in: ``python -m automl_core.worker RUN_DIR TRIAL_ID``.
+
+It reads the trial's ``spec.json`` and the run's data split (memory-mapped), loads the
+same plugins as the search, trains, and writes the result to the trial directory. The
+built model's hyperparameters and each epoch are reported as JSON lines on stdout;
+everything else goes to stderr (the trial's log). A ``STOP`` file in the trial folder
+asks it to stop after the current epoch (a file, not a signal: no race with start-up,
+and it works on shared storage). Ctrl+C is left to the parent; it dies with its parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+PARENT_ENV = "AUTOML_PARENT_PID"
+THREADS_ENV = "AUTOML_THREADS"
+PRECISION_ENV = "AUTOML_PRECISION"
+STOP_FILE = "STOP"
+
+
+def main(argv: list[str]) -> int:
+    run_dir, trial_id = Path(argv[0]), argv[1]
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from libraries must not corrupt the event stream
+
+    _configure_tensorflow()
+    from automl_core.data import load_split
+    from automl_core.plugins import load_plugins
+    from automl_core.rundir import read_json
+    from automl_core.trial import TrialSpec, run_trial
+
+    trial_dir = run_dir / "trials" / trial_id
+    spec = TrialSpec.load(trial_dir)
+    plugins = load_plugins(read_json(run_dir / "config.json")["plugins"])
+    for failure in plugins.failures:
+        print(f"automl: warning: {failure}", file=sys.stderr)
+
+    class Events:
+        """Each event is one JSON line on the parent's pipe."""
+
+        def built(self, hp_config: dict) -> None:
+            events.write(json.dumps({"built": hp_config}) + "\n")
+
+        def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+            events.write(json.dumps({"epoch": epoch, "logs": logs}) + "\n")
+
+    run_trial(
+        spec,
+        load_split(run_dir / "data"),
+        plugins["architectures"].get(spec.architecture).obj,
+        plugins["augmenters"].get(spec.augmenter).obj,
+        Events(),
+        stop_requested=(trial_dir / STOP_FILE).exists,
+    )
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: be killed when the search process dies, so no orphan keeps training."""
+    parent = os.environ.get(PARENT_ENV)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _configure_tensorflow() -> None:
+    """Threads for this CPU slot, memory growth on GPUs, optional mixed precision."""
+    import tensorflow as tf
+
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if gpus and os.environ.get(PRECISION_ENV) == "mixed":
+        import keras
+
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
