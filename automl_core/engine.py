@@ -11,6 +11,7 @@ from automl_core.errors import UsageError
 from automl_core.plugins import Plugins, load_plugins
 from automl_core.rundir import RunDir, write_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, initial_space
+from automl_core.testset import evaluate_test_set
 from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, TrialResult, TrialSpec
 
 
@@ -29,6 +30,8 @@ class SearchConfig:
     batch_size: int = 32
     patience: int = 5
     val_split: float = 0.2
+    test: str | None = None
+    """A separate test folder the winner is scored on (``--test``)."""
     image_size: int | None = None
     seed: int = 0
     objective: str = "val_accuracy"
@@ -133,6 +136,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
                 f"stopping. Tracebacks are in {run_dir.path / 'trials'}"
             )
     _save_winner(run)
+    evaluate_test_set(run)
     plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import sys
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,8 +196,9 @@ def run_parallel(
     """``function(*batch)`` for every batch across cores, results concatenated in order.
 
     A rich progress bar shows on a terminal (stderr); nothing is printed otherwise.
-    Workers are separate processes (decoding small files is bound by the GIL), started
-    from a clean server process so a parent that already runs TensorFlow is never forked.
+    Workers are forked processes, since decoding small images is bound by the GIL; once
+    TensorFlow runs in this process (its threads make forking unsafe) they are threads,
+    which still overlap Pillow's decoding and resizing of large images.
     """
     from rich.console import Console
     from rich.progress import Progress
@@ -210,10 +212,15 @@ def run_parallel(
                 results[k] = function(*batch)
                 bar.advance(task, len(results[k]))
         else:
-            context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(min(workers(), len(batches)), mp_context=context) as pool:
+            with _pool(min(workers(), len(batches))) as pool:
                 futures = {pool.submit(function, *batch): k for k, batch in enumerate(batches)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.advance(task, len(results[futures[future]]))
     return [item for result in results for item in result]
+
+
+def _pool(size: int) -> Executor:
+    if "tensorflow" in sys.modules:
+        return ThreadPoolExecutor(size)
+    return ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("fork"))
