@@ -119,7 +119,8 @@ class ImageCache:
         return np.load(self.chunks / chunk, mmap_mode="r")[start : start + len(rows)]
 
     def _compact(self, paths, entries, rows) -> np.ndarray:
-        """Copy the needed rows into one new chunk, point the index at it, drop dead chunks."""
+        """Copy the needed rows into one new chunk, point the index at it, drop dead chunks
+        and the entries of files that no longer exist."""
         chunk = f"{uuid.uuid4().hex}.npy"
         target = np.lib.format.open_memmap(
             self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(rows), *self._row)
@@ -140,6 +141,9 @@ class ImageCache:
             "UPDATE files SET chunk = ?, row = ? WHERE path = ?",
             [(chunk, row, path) for row, path in enumerate(good)],
         )
+        others = self.db.execute("SELECT path FROM files WHERE chunk IS NOT ?", (chunk,))
+        gone = [(path,) for (path,) in others if not os.path.exists(path)]
+        self.db.executemany("DELETE FROM files WHERE path = ?", gone)  # removed files
         after = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
         self.db.execute("COMMIT")
         for dead in before - after:  # only chunks the index used to name: never one in flight

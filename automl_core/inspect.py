@@ -14,7 +14,7 @@ import statistics
 from collections import Counter, defaultdict
 
 from automl_core import hookimpl
-from automl_core.data import SUBSETS, TEST, decode_image
+from automl_core.data import SUBSETS, TEST, TRAIN, decode_image
 from automl_core.imagecache import BATCH, describe_error, run_parallel
 from automl_core.scan import Scan, scan
 
@@ -136,7 +136,7 @@ def _duplicates(found: Scan, probes: list[dict], good: list[int]) -> list[dict]:
         if len(members) < 2:
             continue
         classes = sorted({found.labels[i] for i in members})
-        subsets = sorted({SUBSETS[found.subsets[i]] for i in members if found.subsets[i] >= 0})
+        subsets = [SUBSETS[s] for s in sorted({max(found.subsets[i], TRAIN) for i in members})]
         problems = []
         if len(classes) > 1:
             problems.append(f"in {len(classes)} classes: {', '.join(classes)}")

@@ -83,7 +83,7 @@ def load_image_folder(
 
 
 def typical_size(files: list[str] | list[Path], sample: int = 200) -> int:
-    """The median shorter side of a sample of the images, capped."""
+    """The median shorter side of a sample of the images, capped (the cap if none reads)."""
     from PIL import Image
 
     step = max(1, len(files) // sample)
@@ -94,6 +94,6 @@ def typical_size(files: list[str] | list[Path], sample: int = 200) -> int:
                 sides.append(min(image.size))
         except Exception:  # unreadable files are judged (and listed) by the decoder
             continue
-    if not sides:
-        raise UsageError("none of the images could be read")
+    if not sides:  # the decoder will say what is wrong with each file
+        return MAX_AUTO_IMAGE_SIZE
     return int(min(MAX_AUTO_IMAGE_SIZE, max(8, statistics.median(sides))))
