@@ -151,9 +151,10 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, image)
-        image = image.convert("RGB").resize(
-            (size, size), Image.Resampling.BILINEAR, reducing_gap=3.0
-        )
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
         return np.asarray(image, dtype=np.uint8)
 
 
