@@ -73,6 +73,12 @@ def register_commands(subcommands):
         help="share of each class held out for validation (default 0.2)",
     )
     search.add_argument(
+        "--test",
+        default=None,
+        metavar="DIR",
+        help="a separate test folder (class subfolders) to score the winner on",
+    )
+    search.add_argument(
         "--image-size",
         type=positive_int,
         default=None,
@@ -144,6 +150,7 @@ DEFAULTS = {"max_trials": 10, "epochs": 20}
 def run_search(args: argparse.Namespace) -> int:
     from automl_core.engine import SearchConfig, resume, search
     from automl_core.report import RichReporter
+    from automl_core.scan import scan
 
     args.plugins.manager.register(RichReporter(), name="rich-report")
     if args.resume:
@@ -153,6 +160,8 @@ def run_search(args: argparse.Namespace) -> int:
         return _exit_code(run)
     if args.demo == bool(args.source):
         raise UsageError("give an image folder to search, or --demo (not both)")
+    if args.test:
+        scan(args.test)  # a missing or empty test folder fails now, not after the search
     defaults = DEMO_DEFAULTS if args.demo else DEFAULTS
     config = SearchConfig(
         source=str(demo_dir()) if args.demo else args.source,
@@ -166,6 +175,7 @@ def run_search(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         patience=args.patience,
         val_split=args.val_split,
+        test=args.test,
         image_size=args.image_size,
         seed=args.seed,
         objective=args.objective,

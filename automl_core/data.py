@@ -16,6 +16,10 @@ from automl_core.errors import UsageError
 MAX_AUTO_IMAGE_SIZE = 128
 """The largest side chosen when ``--image-size`` is not given (CPU-friendly)."""
 
+SUBSETS = ("train", "val", "test")
+"""Predefined subsets an image can belong to; ``ImageData.subset`` holds indices into it."""
+UNASSIGNED, TRAIN, VAL, TEST = -1, 0, 1, 2
+
 
 @dataclass
 class ImageData:
@@ -31,6 +35,11 @@ class ImageData:
     """Files that could not be used: ``{"path": ..., "reason": ...}``."""
     cache: str | None = None
     """Where the decoded arrays live on disk, if the loader caches them."""
+    subset: np.ndarray | None = None
+    """int8 per image: ``UNASSIGNED`` or an index into ``SUBSETS`` (train/val/test layouts)."""
+    layout: str = "class folders"
+    cache_stats: dict[str, int] = field(default_factory=dict)
+    """What loading cost: ``{"decoded": ..., "reused": ...}`` images."""
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -44,9 +53,18 @@ class ImageData:
             "counts": {n: int(c) for n, c in zip(self.class_names, counts, strict=True)},
             "images": len(self.labels),
             "image_shape": list(self.image_shape),
+            "layout": self.layout,
+            "subsets": self.subset_counts(),
             "skipped": self.skipped,
             "cache": self.cache,
+            "cache_stats": self.cache_stats,
         }
+
+    def subset_counts(self) -> dict[str, int]:
+        """Images per predefined subset; empty when the tool does the split."""
+        if self.subset is None:
+            return {}
+        return {name: int(np.sum(self.subset == i)) for i, name in enumerate(SUBSETS)}
 
 
 @dataclass
@@ -69,24 +87,24 @@ class DatasetSplit:
 
 
 def split(data: ImageData, val_split: float, seed: int) -> DatasetSplit:
-    """Split every class into train and validation in the same proportion, seeded."""
+    """Train / validation arrays: the folder's own ``val/`` if it has one, else a seeded
+    stratified split of every class in the same proportion. Test images never train."""
     if not 0 < val_split < 1:
         raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for label, name in enumerate(data.class_names):
-        members = np.flatnonzero(data.labels == label)
-        n_val = max(1, round(len(members) * val_split))
-        if len(members) - n_val < 1:
-            raise UsageError(
-                f"class {name!r} has {len(members)} image(s): too few to split for "
-                "validation; add images or remove the class"
-            )
-        members = rng.permutation(members)
-        val_idx.append(members[:n_val])
-        train_idx.append(members[n_val:])
-    train = rng.permutation(np.concatenate(train_idx))
-    val = np.sort(np.concatenate(val_idx))
+    subset = data.subset if data.subset is not None else np.full(len(data.labels), UNASSIGNED)
+    pool = subset <= TRAIN
+    if np.any(subset == VAL):
+        train, val = np.flatnonzero(pool), np.flatnonzero(subset == VAL)
+        for label, name in enumerate(data.class_names):
+            if not np.any(data.labels[train] == label):
+                raise UsageError(
+                    f"class {name!r} has no training images: add some to its train/ folder "
+                    "or remove the class"
+                )
+        train = rng.permutation(train)
+    else:
+        train, val = _stratified(data, np.flatnonzero(pool), val_split, rng)
     return DatasetSplit(
         data.images[train],
         data.labels[train],
@@ -96,24 +114,47 @@ def split(data: ImageData, val_split: float, seed: int) -> DatasetSplit:
     )
 
 
+def _stratified(data: ImageData, pool: np.ndarray, val_split: float, rng) -> tuple:
+    train_idx, val_idx = [], []
+    for label, name in enumerate(data.class_names):
+        members = pool[data.labels[pool] == label]
+        n_val = max(1, round(len(members) * val_split))
+        if len(members) - n_val < 1:
+            raise UsageError(
+                f"class {name!r} has {len(members)} image(s): too few to split for "
+                "validation; add images or remove the class"
+            )
+        members = rng.permutation(members)
+        val_idx.append(members[:n_val])
+        train_idx.append(members[n_val:])
+    return rng.permutation(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
 def decode_image(path: str | Path, size: int) -> np.ndarray:
     """Decode one image file to uint8 RGB of shape (size, size, 3).
 
-    EXIF orientation is applied, transparency is composited onto white, and the image
-    is resized (squashed, like Keras's ``image_dataset_from_directory``) with bilinear
-    filtering. Raises ``OSError`` (or Pillow's ``UnidentifiedImageError``) for a file
-    that is not a readable image.
+    The format is found from the content, not the extension. EXIF orientation is applied,
+    the first frame of an animation is used, transparency is composited onto white,
+    16-bit and float images are scaled to 8 bits, and the image is resized (squashed,
+    like Keras's ``image_dataset_from_directory``) with bilinear filtering. Raises
+    ``OSError`` (or Pillow's ``UnidentifiedImageError`` / ``DecompressionBombError``)
+    for a file that is not a readable image.
     """
     from PIL import Image, ImageOps
 
     with Image.open(path) as image:
         image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when large
         image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            image = _to_8bit(image)
+        if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, image)
-        image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
         return np.asarray(image, dtype=np.uint8)
 
 
@@ -142,3 +183,13 @@ def load_split(directory: Path) -> DatasetSplit:
     directory = Path(directory)
     arrays = [np.load(directory / f"{name}.npy", mmap_mode="r") for name in SPLIT_ARRAYS]
     return DatasetSplit(*arrays, json.loads((directory / "classes.json").read_text()))
+
+
+def _to_8bit(image):
+    """A 16-bit or 32-bit greyscale image as 8-bit ``L``: Pillow's convert would clip."""
+    from PIL import Image
+
+    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode != "F" and pixels.max(initial=0) > 255:
+        pixels = pixels / 257.0  # 16-bit range onto 8 bits
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")

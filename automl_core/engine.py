@@ -18,6 +18,7 @@ from automl_core.errors import UsageError
 from automl_core.plugins import Plugins, load_plugins, normalize_source
 from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, from_config, initial_space
+from automl_core.testset import evaluate_test_set
 from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, STOPPED, TrialResult, TrialSpec
 
 POLL_SECONDS = 1.0
@@ -38,6 +39,8 @@ class SearchConfig:
     batch_size: int = 32
     patience: int = 5
     val_split: float = 0.2
+    test: str | None = None
+    """A separate test folder the winner is scored on (``--test``)."""
     image_size: int | None = None
     seed: int = 0
     objective: str = "val_accuracy"
@@ -309,6 +312,7 @@ def _drive(run: SearchRun, oracle) -> SearchRun:
         executor.close()
         _save_state(run, status)
     _save_winner(run)
+    evaluate_test_set(run)
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
 

@@ -21,7 +21,11 @@ from rich.progress import (
 from rich.table import Table
 
 from automl_core import hookimpl
+from automl_core.rundir import read_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, short_name
+
+SHOW_SKIPPED = 10
+"""Skipped files listed by name at the start; all of them are in ``dataset.json``."""
 
 if TYPE_CHECKING:
     from automl_core.engine import SearchRun
@@ -46,6 +50,10 @@ class RichReporter:
             f"{summary['image_shape'][0]}x{summary['image_shape'][1]}"
             + (f", {skipped} unreadable file(s) skipped" if skipped else "")
         )
+        for item in summary["skipped"][:SHOW_SKIPPED]:
+            self.console.print(f"  skipped {item['path']}: {item['reason']}", markup=False)
+        if skipped > SHOW_SKIPPED:
+            self.console.print(f"  ... and {skipped - SHOW_SKIPPED} more in dataset.json")
         self.console.print(
             f"candidates: {', '.join(run.architectures)}; augmenters: "
             f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
@@ -118,6 +126,27 @@ class RichReporter:
             self.console.print(
                 f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
             )
+
+        test_metrics = run.run_dir.winner / "test_metrics.json"
+        if test_metrics.exists():
+            self.console.print(test_set_table(read_json(test_metrics)))
+
+
+def test_set_table(metrics: dict) -> Table | str:
+    """The winner's test accuracy and confusion matrix (rows: true class)."""
+    if metrics.get("error"):
+        return f"[red]test set not scored[/]: {metrics['error']}"
+    table = Table(
+        title=f"Test accuracy {metrics['accuracy']:.3f} on {metrics['images']} images "
+        "(rows: true class, columns: predicted)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("")
+    for name in metrics["classes"]:
+        table.add_column(name, justify="right")
+    for name, row in zip(metrics["classes"], metrics["confusion_matrix"], strict=True):
+        table.add_row(name, *map(str, row))
+    return table
 
 
 def leaderboard_table(leaderboard: list[TrialResult], objective: str) -> Table:

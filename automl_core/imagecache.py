@@ -1,0 +1,230 @@
+"""The decode-once image cache: per-file entries, memory-mapped rows, parallel decoding.
+
+One store per target size: ``chunks/*.npy`` hold decoded uint8 rows, and an SQLite index
+maps each file's path to its row, keyed by the file's size and modification time (or
+records why the file could not be used). A changed, added or removed file re-decodes only
+that file. When the rows a dataset needs are not one contiguous run of one chunk, they
+are copied (disk to disk) into a new chunk, so the next load is a single memory map.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from automl_core.data import decode_image
+
+CACHE_VERSION = 2
+BATCH = 256
+"""Files per parallel task: small enough for a smooth progress bar, large enough to amortise."""
+INLINE_BELOW = 512
+"""Fewer files than this decode in this process: starting workers would cost more."""
+COPY_ROWS = 4096
+"""Rows copied at a time when compacting, so memory stays bounded for any dataset size."""
+
+
+@dataclass
+class Loaded:
+    """What one ``ImageCache.load`` found: the usable rows and what it cost."""
+
+    images: np.ndarray
+    """uint8 ``(n_good, size, size, 3)``, memory-mapped, in the order of the paths given."""
+    errors: dict[int, str]
+    """Index of each path that could not be used -> why."""
+    decoded: int
+    reused: int
+
+
+class ImageCache:
+    """Decoded images of one target size under ``root``, shared by every dataset."""
+
+    def __init__(self, root: Path, size: int):
+        self.size = size
+        self.path = Path(root) / f"v{CACHE_VERSION}" / f"size-{size}"
+        self.chunks = self.path / "chunks"
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path / "index.sqlite", timeout=60, isolation_level=None)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+            "mtime INTEGER, chunk TEXT, row INTEGER, error TEXT)"
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self, paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> Loaded:
+        """The decoded pixels of ``paths``, decoding only files new or changed since cached."""
+        known = {
+            path: (size, mtime, chunk, row, error)
+            for path, size, mtime, chunk, row, error in self.db.execute("SELECT * FROM files")
+        }
+        entries, todo = [], []
+        for i, (path, stat) in enumerate(zip(paths, stats, strict=True)):
+            entry = known.get(path)
+            if entry is None or entry[:2] != stat:
+                todo.append(i)
+                entries.append(None)
+            else:
+                entries.append(entry[2:])
+        if todo:
+            for i, entry in zip(todo, self._decode(paths, stats, todo), strict=True):
+                entries[i] = entry
+        errors = {i: error for i, (_, _, error) in enumerate(entries) if error is not None}
+        rows = [(chunk, row) for chunk, row, error in entries if error is None]
+        images = self._contiguous(rows) if rows else self._empty()
+        if images is None:
+            images = self._compact(paths, entries, rows)
+        return Loaded(images, errors, decoded=len(todo), reused=len(paths) - len(todo))
+
+    def _decode(self, paths, stats, todo: list[int]) -> list[tuple]:
+        chunk = f"{uuid.uuid4().hex}.npy"
+        target = np.lib.format.open_memmap(
+            self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(todo), *self._row)
+        )
+        del target  # created on disk; the workers write into it
+        batches = [
+            (str(self.chunks / chunk), self.size, start, [paths[i] for i in todo[start:][:BATCH]])
+            for start in range(0, len(todo), BATCH)
+        ]
+        errors = run_parallel(decode_rows, batches, len(todo), "decoding images")
+        entries = [
+            (None, None, error) if error else (chunk, row, None) for row, error in enumerate(errors)
+        ]
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (paths[i], *stats[i], chunk, row, error)
+                for i, (chunk, row, error) in zip(todo, entries, strict=True)
+            ],
+        )
+        self.db.execute("COMMIT")
+        return entries
+
+    def _contiguous(self, rows: list[tuple[str, int]]) -> np.ndarray | None:
+        """A view of one chunk when ``rows`` are a contiguous run of it, else ``None``."""
+        chunk, start = rows[0]
+        if any(c != chunk or r != start + k for k, (c, r) in enumerate(rows)):
+            return None
+        return np.load(self.chunks / chunk, mmap_mode="r")[start : start + len(rows)]
+
+    def _compact(self, paths, entries, rows) -> np.ndarray:
+        """Copy the needed rows into one new chunk, point the index at it, drop dead chunks
+        and the entries of files that no longer exist."""
+        chunk = f"{uuid.uuid4().hex}.npy"
+        target = np.lib.format.open_memmap(
+            self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(rows), *self._row)
+        )
+        sources = {}
+        for start in range(0, len(rows), COPY_ROWS):
+            for k, (source, row) in enumerate(rows[start : start + COPY_ROWS], start):
+                if source not in sources:
+                    sources[source] = np.load(self.chunks / source, mmap_mode="r")
+                target[k] = sources[source][row]
+        target.flush()
+        del target, sources
+        images = np.load(self.chunks / chunk, mmap_mode="r")
+        good = [paths[i] for i, (_, _, error) in enumerate(entries) if error is None]
+        self.db.execute("BEGIN IMMEDIATE")
+        before = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
+        self.db.executemany(
+            "UPDATE files SET chunk = ?, row = ? WHERE path = ?",
+            [(chunk, row, path) for row, path in enumerate(good)],
+        )
+        others = self.db.execute("SELECT path FROM files WHERE chunk IS NOT ?", (chunk,))
+        gone = [(path,) for (path,) in others if not os.path.exists(path)]
+        self.db.executemany("DELETE FROM files WHERE path = ?", gone)  # removed files
+        after = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
+        self.db.execute("COMMIT")
+        for dead in before - after:  # only chunks the index used to name: never one in flight
+            (self.chunks / dead).unlink(missing_ok=True)
+        return images
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, *self._row), dtype=np.uint8)
+
+    @property
+    def _row(self) -> tuple[int, int, int]:
+        return (self.size, self.size, 3)
+
+
+def decode_rows(chunk: str, size: int, start: int, paths: list[str]) -> list[str | None]:
+    """Decode ``paths`` into rows ``start...`` of a chunk file; each item's error or ``None``."""
+    from PIL import Image
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large, not a bomb
+    rows = np.load(chunk, mmap_mode="r+")
+    errors = []
+    for row, path in enumerate(paths, start):
+        try:
+            rows[row] = decode_image(path, size)
+            errors.append(None)
+        except Exception as error:  # any bad file is skipped with its reason, never fatal
+            errors.append(describe_error(error))
+    rows.flush()
+    return errors
+
+
+def describe_error(error: Exception) -> str:
+    """Why a file is not a usable image, in a few words a user understands."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image (content not recognised)"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"decompression bomb (Pillow's guard): {str(error).split(', could be')[0]}"
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "truncated" in message:
+        return f"truncated image: {message}"
+    return f"corrupt image: {type(error).__name__}: {message}"
+
+
+def workers() -> int:
+    """The cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def run_parallel(
+    function: Callable[..., list], batches: list[tuple], total: int, description: str
+) -> list:
+    """``function(*batch)`` for every batch across cores, results concatenated in order.
+
+    A rich progress bar shows on a terminal (stderr); nothing is printed otherwise.
+    Workers are forked processes, since decoding small images is bound by the GIL; once
+    TensorFlow runs in this process (its threads make forking unsafe) they are threads,
+    which still overlap Pillow's decoding and resizing of large images.
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    results: list[list | None] = [None] * len(batches)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        if total < INLINE_BELOW or workers() == 1:
+            for k, batch in enumerate(batches):
+                results[k] = function(*batch)
+                bar.advance(task, len(results[k]))
+        else:
+            with _pool(min(workers(), len(batches))) as pool:
+                futures = {pool.submit(function, *batch): k for k, batch in enumerate(batches)}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.advance(task, len(results[futures[future]]))
+    return [item for result in results for item in result]
+
+
+def _pool(size: int) -> Executor:
+    if "tensorflow" in sys.modules:
+        return ThreadPoolExecutor(size)
+    return ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("fork"))
