@@ -95,6 +95,14 @@ def register_commands(subcommands):
         metavar="N",
         help="stop after this many failed trials in a row (default 5)",
     )
+    search.add_argument(
+        "--export",
+        type=patterns,
+        default=[],
+        metavar="FORMAT,...",
+        help="also export the winner to these formats and verify them (e.g. onnx,tflite)",
+    )
+    add_quantize_option(search)
     search.set_defaults(handler=run_search)
 
     plugins = subcommands.add_parser("plugins", help="list plugins and what each registered")
@@ -107,6 +115,7 @@ DEFAULTS = {"max_trials": 10, "epochs": 20}
 
 def run_search(args: argparse.Namespace) -> int:
     from automl_core.engine import SearchConfig, search
+    from automl_core.export import exporters_for
     from automl_core.report import RichReporter
 
     if args.demo == bool(args.source):
@@ -130,10 +139,24 @@ def run_search(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         out=args.out,
         plugins=args.plugins.sources,
+        export=args.export,
+        quantize=args.quantize,
     )
+    exporters_for(args.plugins, config.export, config.quantize)  # a typo fails before training
     args.plugins.manager.register(RichReporter(), name="rich-report")
     run = search(config, args.plugins)
     return 0 if run.leaderboard else 1
+
+
+def add_quantize_option(parser: argparse.ArgumentParser) -> None:
+    """``--quantize MODE``, shared by ``search --export`` and ``export``."""
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        metavar="MODE",
+        help="quantize the formats that support it; tflite: float16, int8 "
+        "(calibrated on training images) or dynamic (dynamic-range)",
+    )
 
 
 def list_plugins(args: argparse.Namespace) -> int:

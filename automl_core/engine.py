@@ -35,6 +35,9 @@ class SearchConfig:
     max_failures: int = 5
     out: str | None = None
     plugins: list[str] = field(default_factory=list)
+    export: list[str] = field(default_factory=list)
+    """Formats exported (and verified) after the search, beside ``winner/model.keras``."""
+    quantize: str | None = None
 
     def validate(self) -> None:
         for name in ("max_trials", "epochs", "batch_size", "max_failures"):
@@ -214,3 +217,7 @@ def _save_winner(run: SearchRun) -> None:
     export(model, run.run_dir.winner, metadata)
     write_json(run.run_dir.winner / "labels.json", run.data.class_names)
     write_json(run.run_dir.winner / "winner.json", metadata)
+
+    from automl_core.export import publish_search
+
+    publish_search(run)  # model card, and the --export formats verified

@@ -35,6 +35,7 @@ BUILTIN_PLUGINS = (
     "automl_plugins.exporters",
     "automl_core.executors",
     "automl_core.commands",
+    "automl_core.serve_commands",
 )
 
 
