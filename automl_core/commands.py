@@ -137,6 +137,14 @@ def register_commands(subcommands):
         metavar="ADDR",
         help="Ray cluster to join with --executor ray (default: start a local one)",
     )
+    search.add_argument(
+        "--export",
+        type=patterns,
+        default=[],
+        metavar="FORMAT,...",
+        help="also export the winner to these formats and verify them (e.g. onnx,tflite)",
+    )
+    add_quantize_option(search)
     search.set_defaults(handler=run_search)
 
     plugins = subcommands.add_parser("plugins", help="list plugins and what each registered")
@@ -149,6 +157,7 @@ DEFAULTS = {"max_trials": 10, "epochs": 20}
 
 def run_search(args: argparse.Namespace) -> int:
     from automl_core.engine import SearchConfig, resume, search
+    from automl_core.export import exporters_for
     from automl_core.report import RichReporter
     from automl_core.scan import scan
 
@@ -186,7 +195,10 @@ def run_search(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         out=args.out,
         plugins=args.plugins.sources,
+        export=args.export,
+        quantize=args.quantize,
     )
+    exporters_for(args.plugins, config.export, config.quantize)  # a typo fails before training
     return _exit_code(search(config, args.plugins))
 
 
@@ -195,6 +207,17 @@ def _exit_code(run) -> int:
     if run.interrupted:
         return 130
     return 0 if run.leaderboard else 1
+
+
+def add_quantize_option(parser: argparse.ArgumentParser) -> None:
+    """``--quantize MODE``, shared by ``search --export`` and ``export``."""
+    parser.add_argument(
+        "--quantize",
+        default=None,
+        metavar="MODE",
+        help="quantize the formats that support it; tflite: float16, int8 "
+        "(calibrated on training images) or dynamic (dynamic-range)",
+    )
 
 
 def list_plugins(args: argparse.Namespace) -> int:

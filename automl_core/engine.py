@@ -15,6 +15,7 @@ from pathlib import Path
 
 from automl_core.data import DatasetSplit, load_split, save_split, split
 from automl_core.errors import UsageError
+from automl_core.export import publish_search
 from automl_core.plugins import Plugins, load_plugins, normalize_source
 from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, from_config, initial_space
@@ -53,6 +54,9 @@ class SearchConfig:
     ray_address: str | None = None
     out: str | None = None
     plugins: list[str] = field(default_factory=list)
+    export: list[str] = field(default_factory=list)
+    """Formats exported (and verified) after the search, beside ``winner/model.keras``."""
+    quantize: str | None = None
 
     def validate(self) -> None:
         for name in ("max_trials", "epochs", "batch_size", "max_failures"):
@@ -311,8 +315,10 @@ def _drive(run: SearchRun, oracle) -> SearchRun:
     finally:
         executor.close()
         _save_state(run, status)
-    _save_winner(run)
-    evaluate_test_set(run)
+    if run.leaderboard:
+        _save_winner(run)
+        evaluate_test_set(run)
+        publish_search(run)  # the model card, and the --export formats verified
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
 
@@ -359,8 +365,6 @@ def _leaderboard_row(result: TrialResult) -> dict:
 
 
 def _save_winner(run: SearchRun) -> None:
-    if not run.leaderboard:
-        return
     import keras
 
     best = run.leaderboard[0]

@@ -78,7 +78,10 @@ def register_exporters(register: Register) -> None:
     """Register winner export formats: ``register(name, exporter)``.
 
     ``exporter(model, path: pathlib.Path, metadata: dict) -> pathlib.Path`` writes the
-    trained Keras model in its format under ``path`` and returns the file it wrote.
+    trained Keras model in its format under the folder ``path`` and returns the file it
+    wrote. ``metadata`` is ``winner.json`` plus ``quantize`` (a mode or ``None``) and, for
+    ``int8``, ``representative_images``; the ``tags`` given to ``register`` name the
+    quantize modes the exporter supports.
     """
 
 

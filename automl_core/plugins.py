@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "automl_core.executors",
     "automl_core.commands",
     "automl_core.inspect",
+    "automl_core.serve_commands",
 )
 
 

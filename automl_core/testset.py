@@ -25,7 +25,7 @@ def evaluate_test_set(run: SearchRun) -> dict | None:
     """Score the saved winner on the test images, if there are any; write the metrics."""
     config = run.config
     own_test = run.dataset_summary.get("subsets", {}).get("test")
-    if not run.leaderboard or not (config.test or own_test):
+    if not (config.test or own_test):
         return None
     loader = run.plugins["datasets"].get(config.dataset).obj
     source = config.test or config.source

@@ -54,3 +54,18 @@ def run_automl(*args: str, cwd: Path | None = None, env: dict | None = None):
         env={**os.environ, **(env or {})},
         timeout=900,
     )
+
+
+def train_tiny_run(root: Path, **config) -> Path:
+    """A finished one-trial, one-epoch search on a fresh image folder; its run directory.
+
+    For module-scoped fixtures: the cache lives under ``root``, not the per-test one.
+    """
+    from automl_core.engine import SearchConfig, search
+
+    images = make_image_folder(root / "images")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOML_CACHE_DIR", str(root / "cache"))
+        settings = {"architectures": ["baseline_cnn"], "augmenters": ["none"]} | config
+        search(SearchConfig(str(images), max_trials=1, epochs=1, out=str(root / "run"), **settings))
+    return root / "run"

@@ -34,7 +34,7 @@ def test_builtins_load_first_and_register_their_components():
     assert plugins["augmenters"].names() == ["none", "basic"]
     assert plugins["tuners"].names() == ["random"]
     assert plugins["datasets"].names() == ["image_folder"]
-    assert plugins["exporters"].names() == ["keras"]
+    assert plugins["exporters"].names() == ["keras", "saved_model", "onnx", "tflite"]
     assert plugins["executors"].names() == ["local", "inline"]
     assert plugins.failures == []
 

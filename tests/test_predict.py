@@ -1,0 +1,123 @@
+"""``automl predict``: every artifact gives the Keras model's labels on image files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_automl, train_tiny_run
+
+from automl_core.cli import main
+from automl_core.data import decode_image
+
+ARTIFACTS = ["model.keras", "saved_model", "model.onnx", "model.tflite", "."]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    return train_tiny_run(root, export=["saved_model", "onnx", "tflite"])
+
+
+@pytest.fixture(scope="module")
+def photos(run_dir):
+    """Every image of the search's folder, and the Keras model's top-1 for each."""
+    import keras
+
+    files = sorted((run_dir.parent / "images").rglob("*.*"))
+    model = keras.models.load_model(run_dir / "winner" / "model.keras")
+    pixels = np.stack([decode_image(f, 16) for f in files]).astype("float32")
+    classes = json.loads((run_dir / "winner" / "labels.json").read_text())
+    top1 = [classes[i] for i in model.predict(pixels, verbose=0).argmax(axis=1)]
+    return dict(zip(map(str, files), top1, strict=True))
+
+
+def predict_json(capsys, *args) -> list[dict]:
+    assert main(["predict", *map(str, args), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("artifact", ARTIFACTS)
+def test_every_format_gives_the_keras_top1(run_dir, photos, capsys, artifact):
+    model = run_dir / "winner" / artifact if artifact != "." else run_dir
+    results = predict_json(capsys, model, run_dir.parent / "images", "--top-k", "2")
+    assert {r["image"]: r["top"][0]["class"] for r in results} == photos
+    for result in results:
+        assert len(result["top"]) == 2
+        first, second = (t["probability"] for t in result["top"])
+        assert 1 >= first >= second >= 0
+
+
+def test_text_output_from_the_real_cli(run_dir, photos):
+    image = next(iter(photos))
+    out = run_automl("predict", run_dir / "winner" / "model.onnx", image, "--top-k", "5")
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    assert line.startswith(f"{image}: {photos[image]} ")
+    assert line.count(",") == 2  # top-5 of 3 classes shows all 3
+
+
+def test_model_card_and_labels_agree_with_the_folder(run_dir):
+    card = json.loads((run_dir / "winner" / "model_card.json").read_text())
+    folders = sorted(p.name for p in (run_dir.parent / "images").iterdir())
+    assert card["classes"] == folders
+    assert set(card["exports"]) == {"saved_model", "onnx", "tflite"}
+
+
+def write_lambda_model(path):
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    keras.Model(inputs, outputs).save(path)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("junk.onnx", "is not a readable onnx model"),
+        ("junk.tflite", "is not a readable tflite model"),
+        ("junk.keras", "is not a readable keras model"),
+        ("notes.txt", "unknown model format '.txt'"),
+        ("empty_dir", "holds no model"),
+        ("missing.onnx", "no such model"),
+        ("lambda.keras", "is not a readable keras model"),
+    ],
+)
+def test_bad_models_are_one_line(tmp_path, capsys, run_dir, model, message):
+    path = tmp_path / model
+    if model == "empty_dir":
+        path.mkdir()
+    elif model == "lambda.keras":
+        write_lambda_model(path)  # safe_mode refuses the Lambda's code
+    elif model != "missing.onnx":
+        path.write_bytes(b"this is not a model")
+    image = next((run_dir.parent / "images" / "red").iterdir())
+    assert main(["predict", str(path), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [("broken.jpg", "cannot decode image"), ("missing.jpg", "no such image")],
+)
+def test_bad_images_are_one_line(tmp_path, capsys, run_dir, image, message):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    model = run_dir / "winner" / "model.tflite"
+    assert main(["predict", str(model), str(tmp_path / image)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert image in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_model_without_labels_is_one_line(tmp_path, capsys, run_dir):
+    import shutil
+
+    shutil.copy(run_dir / "winner" / "model.tflite", tmp_path)
+    image = next((run_dir.parent / "images" / "red").iterdir())
+    assert main(["predict", str(tmp_path / "model.tflite"), str(image)]) == 2
+    assert "no labels.json beside" in capsys.readouterr().err
