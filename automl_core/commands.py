@@ -26,7 +26,7 @@ def register_commands(subcommands):
         type=positive_int,
         default=None,
         metavar="N",
-        help="most candidates to train (default 10; 8 with --demo)",
+        help="most candidates to train (default 10, 8 with --demo; no limit with --time-budget)",
     )
     search.add_argument(
         "--epochs",
@@ -102,6 +102,20 @@ def register_commands(subcommands):
         help="stop after this many failed trials in a row (default 5)",
     )
     search.add_argument(
+        "--time-budget",
+        type=duration,
+        default=None,
+        metavar="DURATION",
+        help="stop the whole search within this time, e.g. 90s, 30m, 2h (trials are cut at "
+        "the deadline keeping their best epoch)",
+    )
+    search.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="retrain the winner on train+validation (default: when the time budget allows)",
+    )
+    search.add_argument(
         "--resume",
         metavar="RUN_DIR",
         help="continue an interrupted search with its saved settings (--max-trials may raise)",
@@ -165,7 +179,9 @@ def run_search(args: argparse.Namespace) -> int:
     if args.resume:
         if args.source or args.demo:
             raise UsageError("--resume continues a saved search: give no folder or --demo")
-        run = resume(args.resume, args.plugins, max_trials=args.max_trials)
+        run = resume(
+            args.resume, args.plugins, max_trials=args.max_trials, time_budget=args.time_budget
+        )
         return _exit_code(run)
     if args.demo == bool(args.source):
         raise UsageError("give an image folder to search, or --demo (not both)")
@@ -179,7 +195,9 @@ def run_search(args: argparse.Namespace) -> int:
         augmenters=args.augmenters,
         tuner=args.tuner,
         executor=args.executor,
-        max_trials=args.max_trials or defaults["max_trials"],
+        max_trials=args.max_trials or (None if args.time_budget else defaults["max_trials"]),
+        time_budget=args.time_budget,
+        refit=args.refit,
         epochs=args.epochs or defaults["epochs"],
         batch_size=args.batch_size,
         patience=args.patience,
@@ -259,6 +277,15 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
     return value
+
+
+def duration(text: str) -> float:
+    from automl_core.budget import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def fraction(text: str) -> float:

@@ -85,6 +85,16 @@ class DatasetSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def with_validation_in_training(self) -> DatasetSplit:
+        """Train on every image (a refit); the validation arrays stay as they are."""
+        return DatasetSplit(
+            np.concatenate([self.x_train, self.x_val]),
+            np.concatenate([self.y_train, self.y_val]),
+            self.x_val,
+            self.y_val,
+            self.class_names,
+        )
+
 
 def split(data: ImageData, val_split: float, seed: int) -> DatasetSplit:
     """Train / validation arrays: the folder's own ``val/`` if it has one, else a seeded

@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from automl_core.budget import Pace
 from automl_core.data import DatasetSplit, load_split, save_split, split
 from automl_core.errors import UsageError
 from automl_core.export import publish_search
@@ -21,8 +22,11 @@ from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, from_config, initial_space
 from automl_core.testset import evaluate_test_set
 from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, STOPPED, TrialResult, TrialSpec
+from automl_core.winner import save_winner
 
 POLL_SECONDS = 1.0
+REFIT = "refit"
+"""The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
 
 
 @dataclass
@@ -35,7 +39,12 @@ class SearchConfig:
     augmenters: list[str] = field(default_factory=lambda: ["*"])
     tuner: str = "random"
     executor: str = "local"
-    max_trials: int = 10
+    max_trials: int | None = 10
+    """Most trials; ``None`` (only with a time budget): as many as the budget allows."""
+    time_budget: float | None = None
+    """Seconds the whole search may take, winner export included."""
+    refit: bool | None = None
+    """Retrain the winner on train+validation; ``None``: when the budget allows it."""
     epochs: int = 20
     batch_size: int = 32
     patience: int = 5
@@ -59,9 +68,14 @@ class SearchConfig:
     quantize: str | None = None
 
     def validate(self) -> None:
+        if self.max_trials is None and self.time_budget is None:
+            raise UsageError("give a trial count (max_trials), a time budget, or both")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise UsageError(f"time budget must be positive, got {self.time_budget}")
         for name in ("max_trials", "epochs", "batch_size", "max_failures"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be at least 1, got {value}")
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1, got {self.workers}")
         if self.patience < 0:
@@ -188,6 +202,7 @@ def _make_oracle(run: SearchRun):
     oracle = tuner(
         objective=keras_tuner.Objective(config.objective, OBJECTIVES[config.objective]),
         max_trials=config.max_trials,
+        max_epochs=config.epochs,
         seed=config.seed,
         hyperparameters=initial_space(run.architectures, run.augmenters),
     )
@@ -198,7 +213,8 @@ def _make_oracle(run: SearchRun):
 
 
 class _Loop:
-    """Keeps every executor slot busy until the tuner is done or the user stops it."""
+    """Keeps every executor slot busy until the tuner, the trial count or the time
+    budget is done, or the user stops it."""
 
     def __init__(self, run: SearchRun, oracle, executor):
         self.run, self.oracle, self.executor = run, oracle, executor
@@ -209,6 +225,10 @@ class _Loop:
         self.unbuilt: set[str] = set()
         self.tuner_ids = 0
         self.failures_in_a_row = 0
+        self.pace = Pace(run.results)
+        budget = run.config.time_budget
+        self.deadline = None if budget is None else time.time() + budget - run.spent_before
+        self.portfolio = _portfolio(run, oracle)
         # trials that were running when the search stopped: run them again first
         self.rerun = list(oracle.ongoing_trials.values())
         oracle.ongoing_trials.clear()
@@ -228,11 +248,18 @@ class _Loop:
                 self.unbuilt.discard(result.trial_id)
                 self._finish(self.running.pop(result.trial_id), result)
 
+    def remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.time()
+
     def _fill_slots(self) -> bool:
-        """Start trials on free slots; True when the tuner has nothing to offer now."""
+        """Start trials on free slots; True when there is nothing to start now."""
         while not self.run.interrupted and self.executor.free_slots() > 0:
             if self.unbuilt:
                 return False
+            if self.remaining() <= self.pace.shortest_trial():
+                return True  # no trial fits in the time left
+            if len(self.run.results) + len(self.running) >= (self.run.config.max_trials or 1e9):
+                return True
             tuner_id = self._tuner_id()
             if self.rerun:
                 trial = self.rerun.pop(0)
@@ -242,12 +269,26 @@ class _Loop:
                 if trial.status != "RUNNING":
                     # with trials still running the space may grow: ask again later
                     return True
+                if self.portfolio:
+                    self._make_default(trial, *self.portfolio.pop(0))
             spec = self._spec(trial)
             self.running[trial.trial_id] = trial
             self.unbuilt.add(trial.trial_id)
             self.run.plugins.hook.trial_start(run=self.run, spec=spec)
             self.executor.submit(spec)
         return False
+
+    def _make_default(self, trial, architecture: str, augmenter: str) -> None:
+        """Warm start: this trial trains ``architecture`` at its defaults instead."""
+        values = trial.hyperparameters.values
+        tuner_values = {k: v for k, v in values.items() if k.startswith("tuner/")}
+        trial.hyperparameters.values = tuner_values | {
+            ARCHITECTURE: architecture,
+            AUGMENTER: augmenter,
+        }
+        self.oracle._record_values(trial)  # as create_trial does, for the values it runs
+        self.oracle._save_trial(trial)
+        self.oracle.save()
 
     def _tuner_id(self) -> str:
         self.tuner_ids += 1
@@ -256,23 +297,70 @@ class _Loop:
     def _spec(self, trial) -> TrialSpec:
         config = self.run.config
         values = trial.hyperparameters.values
+        architecture = values[ARCHITECTURE]
+        epochs = int(values.get("tuner/epochs", config.epochs))
+        initial_epoch = int(values.get("tuner/initial_epoch", 0))
+        promoted = values.get("tuner/trial_id")
+        if "tuner/epochs" not in values:  # epochs scale with the time left
+            epochs = max(1, self.pace.epochs_within(architecture, self.remaining(), epochs))
         return TrialSpec(
             trial_id=trial.trial_id,
-            architecture=values[ARCHITECTURE],
+            architecture=architecture,
             augmenter=values[AUGMENTER],
             hp_config=trial.hyperparameters.get_config(),
             trial_dir=str(self.run.run_dir.trial(trial.trial_id)),
-            epochs=config.epochs,
+            epochs=epochs,
             batch_size=config.batch_size,
             patience=config.patience,
             seed=config.seed,
             objective=config.objective,
+            deadline=self.deadline,
+            initial_epoch=initial_epoch if promoted else 0,
+            warm_start=str(self.run.run_dir.trial(promoted) / "model.keras") if promoted else None,
         )
+
+    def refit(self) -> TrialResult | None:
+        """Train the winner again on train+validation for its best epoch count, if wanted
+        and if the time left allows; ``None`` when not done."""
+        run, best = self.run, self.run.leaderboard[0]
+        epochs = best.best_epoch or best.epochs_run
+        data = run.data
+        share = (len(data.y_train) + len(data.y_val)) / len(data.y_train)
+        needed = self.pace.overhead + share * epochs * self.pace.epoch_seconds.get(
+            best.architecture, 0.0
+        )
+        if run.interrupted or run.config.refit is False or epochs < 1:
+            return None
+        if run.config.refit is None and needed > self.remaining():
+            return None
+        spec = TrialSpec(
+            trial_id=REFIT,
+            architecture=best.architecture,
+            augmenter=best.augmenter,
+            hp_config=best.hp_config,
+            trial_dir=str(run.run_dir.trial(REFIT)),
+            epochs=epochs,
+            batch_size=run.config.batch_size,
+            patience=epochs,
+            seed=run.config.seed,
+            objective=run.config.objective,
+            deadline=None if run.config.refit else self.deadline,
+            train_on_all=True,
+        )
+        run.plugins.hook.trial_start(run=run, spec=spec)
+        self.executor.submit(spec)
+        results = []
+        while not results:
+            results = self.executor.wait(self, POLL_SECONDS)
+        refit = results[0]
+        run.plugins.hook.trial_end(run=run, result=refit)
+        return refit if refit.status == COMPLETED and refit.epochs_run >= epochs else None
 
     def trial_built(self, spec: TrialSpec, hp_config: dict) -> None:
         """The candidate declared its hyperparameters: the tuner may now sample them."""
-        self.oracle.update_space(from_config(hp_config))
-        self.unbuilt.discard(spec.trial_id)
+        if spec.trial_id != REFIT:
+            self.oracle.update_space(from_config(hp_config))
+            self.unbuilt.discard(spec.trial_id)
 
     def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None:
         self.run.plugins.hook.trial_epoch_end(run=self.run, spec=spec, epoch=epoch, logs=logs)
@@ -291,6 +379,7 @@ class _Loop:
         trial.message = result.error
         self.oracle.end_trial(trial)
         run.results.append(result)
+        self.pace.learn(result)
         run.leaderboard = rank(run.results, run.config.objective)
         write_json(run.run_dir.leaderboard, [_leaderboard_row(r) for r in run.leaderboard])
         _save_state(run, "running")
@@ -307,18 +396,21 @@ def _drive(run: SearchRun, oracle) -> SearchRun:
     run.plugins.hook.search_start(run=run)
     executor = run.plugins["executors"].get(run.config.executor).obj(run)
     loop = _Loop(run, oracle, executor)
-    status = "interrupted"
+    status, refit = "interrupted", None
     try:
         with _graceful_interrupt(run, executor):
             loop.go()
+            if run.leaderboard:
+                refit = loop.refit()
         status = "interrupted" if run.interrupted else "finished"
     finally:
         executor.close()
         _save_state(run, status)
     if run.leaderboard:
-        _save_winner(run)
+        save_winner(run, refit)
         evaluate_test_set(run)
         publish_search(run)  # the model card, and the --export formats verified
+    _save_state(run, status)
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
 
@@ -351,10 +443,37 @@ class _graceful_interrupt:
 
 
 def _save_state(run: SearchRun, status: str) -> None:
-    write_json(
-        run.run_dir.state,
-        {"status": status, "elapsed_seconds": run.elapsed, "updated_at": time.time()},
-    )
+    budget, elapsed = run.config.time_budget, run.elapsed
+    state = {
+        "status": status,
+        "elapsed_seconds": elapsed,
+        "time_budget": budget,
+        "overshoot_seconds": None if budget is None else max(0.0, elapsed - budget),
+        "updated_at": time.time(),
+    }
+    write_json(run.run_dir.state, state)
+
+
+def _portfolio(run: SearchRun, oracle) -> list[tuple[str, str]]:
+    """Warm start: each architecture not tried yet, at its defaults, cheapest first,
+    with the augmenter of its known-good recipe when that one is selected."""
+    if run.plugins["tuners"].get(run.config.tuner).info.get("warm_start") is False:
+        return []
+    tried = {t.hyperparameters.values.get(ARCHITECTURE) for t in oracle.trials.values()}
+    registry = run.plugins["architectures"]
+    chosen = []
+    for name in run.architectures:
+        if name not in tried:
+            info = registry.get(name).info
+            augmenter = info.get("augmenter")
+            chosen.append(
+                (
+                    info.get("cost", float("inf")),
+                    name,
+                    augmenter if augmenter in run.augmenters else run.augmenters[0],
+                )
+            )
+    return [(name, augmenter) for _, name, augmenter in sorted(chosen, key=lambda c: c[0])]
 
 
 def _leaderboard_row(result: TrialResult) -> dict:
@@ -362,24 +481,3 @@ def _leaderboard_row(result: TrialResult) -> dict:
     row.pop("history")
     row.pop("hp_config")
     return row
-
-
-def _save_winner(run: SearchRun) -> None:
-    import keras
-
-    best = run.leaderboard[0]
-    model = keras.models.load_model(best.model_path)
-    metadata = {
-        "trial_id": best.trial_id,
-        "architecture": best.architecture,
-        "augmenter": best.augmenter,
-        "hyperparameters": best.hyperparameters,
-        "val_accuracy": best.val_accuracy,
-        "classes": run.data.class_names,
-        "input_shape": list(run.data.input_shape),
-    }
-    export = run.plugins["exporters"].get("keras").obj
-    run.run_dir.winner.mkdir(parents=True, exist_ok=True)
-    export(model, run.run_dir.winner, metadata)
-    write_json(run.run_dir.winner / "labels.json", run.data.class_names)
-    write_json(run.run_dir.winner / "winner.json", metadata)

@@ -127,9 +127,9 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
 
 
 def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> dict:
-    import keras
+    from automl_core.layers import load_model
 
-    model = keras.models.load_model(winner.dir / "model.keras", compile=False, safe_mode=True)
+    model = load_model(winner.dir / "model.keras", compile=False)
     metadata = winner.metadata | {"quantize": mode}
     if mode == "int8":
         metadata["representative_images"] = winner.data.x_train[:REPRESENTATIVE_IMAGES].astype(

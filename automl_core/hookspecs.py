@@ -24,7 +24,13 @@ class Register(Protocol):
     """The callback a ``register_*`` hook receives."""
 
     def __call__(
-        self, name: str, obj: Any, *, description: str = "", tags: tuple[str, ...] = ()
+        self,
+        name: str,
+        obj: Any,
+        *,
+        description: str = "",
+        tags: tuple[str, ...] = (),
+        **info: Any,
     ) -> None: ...
 
 
@@ -59,7 +65,10 @@ def register_architectures(register: Register) -> None:
     declares its hyperparameters on ``hp`` and returns an uncompiled model that takes raw
     pixel values (0..255, float32) and outputs class probabilities (softmax). A factory
     may declare the training hyperparameters (``learning_rate``) first to set their
-    defaults for this architecture.
+    defaults for this architecture. Optional ``info`` for the warm start, which trains
+    every architecture at its defaults first: ``cost=`` (relative training time at its
+    defaults, ``baseline_cnn`` = 1; cheapest first) and ``augmenter=`` (the augmenter of
+    its known-good recipe).
     """
 
 
@@ -67,9 +76,12 @@ def register_architectures(register: Register) -> None:
 def register_tuners(register: Register) -> None:
     """Register search strategies: ``register(name, factory)``.
 
-    ``factory(*, objective, max_trials, seed, hyperparameters) -> keras_tuner.Oracle``.
-    The engine drives the oracle directly (``create_trial`` / ``update_trial`` /
-    ``end_trial``), so any keras-tuner Oracle works.
+    ``factory(*, objective, max_trials, max_epochs, seed, hyperparameters)`` returns a
+    ``keras_tuner.Oracle``. The engine drives the oracle directly (``create_trial`` /
+    ``update_trial`` / ``end_trial``), so any keras-tuner Oracle works; trials an oracle
+    creates with ``tuner/epochs``, ``tuner/initial_epoch`` and ``tuner/trial_id`` values
+    (Hyperband) train that long, continuing from that trial's weights. Pass
+    ``warm_start=False`` as info for a tuner that must choose every trial itself (grid).
     """
 
 
@@ -114,7 +126,12 @@ def search_start(run: SearchRun) -> None:
 
 @hookspec
 def trial_start(run: SearchRun, spec: TrialSpec) -> None:
-    """Called when a trial is handed to an executor."""
+    """Called when a trial is handed to an executor.
+
+    The winner's retraining on all data after the search (``--refit``) is reported like a
+    trial too, with ``spec.trial_id == "refit"`` and ``spec.train_on_all`` set; it is
+    not part of the leaderboard.
+    """
 
 
 @hookspec

@@ -112,9 +112,9 @@ def _square_size(path: Path, shape: Iterable) -> int:
 
 
 def _load_keras(path: Path):
-    import keras
+    from automl_core.layers import load_model
 
-    model = keras.models.load_model(path, compile=False, safe_mode=True)
+    model = load_model(path, compile=False)
     return "keras", model.input_shape, lambda x: np.asarray(model.predict_on_batch(x))
 
 

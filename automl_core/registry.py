@@ -23,6 +23,8 @@ class Component:
     plugin: str
     description: str = ""
     tags: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+    """Anything else the plugin said at registration (an architecture's ``cost``...)."""
 
 
 @dataclass
@@ -36,13 +38,13 @@ class Registry:
         """The ``register`` function handed to a plugin's ``register_<kind>`` hook."""
 
         def register(
-            name: str, obj: Any, *, description: str = "", tags: Iterable[str] = ()
+            name: str, obj: Any, *, description: str = "", tags: Iterable[str] = (), **info: Any
         ) -> None:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"{plugin}: register() needs a non-empty name, got {name!r}")
             if not callable(obj):
                 raise TypeError(f"{plugin}: {self.singular} {name!r} must be callable")
-            self.add(Component(self.kind, name, obj, plugin, description, tuple(tags)))
+            self.add(Component(self.kind, name, obj, plugin, description, tuple(tags), info))
 
         return register
 

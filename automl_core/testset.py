@@ -40,9 +40,9 @@ def evaluate_test_set(run: SearchRun) -> dict | None:
     keep = np.isin(names, list(index))
     if not config.test:
         keep &= data.subset == TEST
-    import keras
+    from automl_core.layers import load_model
 
-    model = keras.models.load_model(run.winner_path)
+    model = load_model(run.winner_path)
     labels = np.asarray([index[name] for name in names[keep]], dtype=np.int32)
     metrics = evaluate(model, data.images[keep], labels, run.data.class_names)
     metrics |= {

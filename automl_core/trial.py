@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from automl_core.data import DatasetSplit
 from automl_core.rundir import atomic_target, read_json, write_json
 from automl_core.space import architecture_scope, augmenter_scope, from_config
+from automl_core.tta import flip_accuracy
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
@@ -48,6 +49,13 @@ class TrialSpec:
     """The slot the trial runs on (``cpu:0``, ``gpu:1``), recorded with its result."""
     deadline: float | None = None
     """Wall-clock time (``time.time()``) at which training stops, keeping its best epoch."""
+    initial_epoch: int = 0
+    """Epochs already trained: with ``warm_start``, training continues from there."""
+    warm_start: str | None = None
+    """A ``model.keras`` of the same candidate whose weights this trial starts from
+    (successive halving promotes a trial by training it further)."""
+    train_on_all: bool = False
+    """Refit: train on the training and validation images together."""
 
     def save(self) -> None:
         write_json(Path(self.trial_dir) / "spec.json", asdict(self))
@@ -68,9 +76,13 @@ class TrialResult:
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     val_accuracy: float | None = None
     val_loss: float | None = None
+    val_accuracy_tta: float | None = None
+    """Validation accuracy with flip test-time augmentation."""
     params: int | None = None
     train_seconds: float = 0.0
     epochs_run: int = 0
+    """Epochs trained in all, counting the ``initial_epoch`` a promoted trial started from."""
+    initial_epoch: int = 0
     best_epoch: int | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
@@ -113,6 +125,9 @@ def run_trial(
     result = TrialResult(spec.trial_id, spec.architecture, spec.augmenter, FAILED)
     result.started_at = time.time()
     result.device = spec.device
+    result.initial_epoch = spec.initial_epoch
+    if spec.train_on_all:
+        data = data.with_validation_in_training()
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -170,6 +185,8 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         result.hyperparameters = active_values(hp)
         result.hp_config = hp.get_config()
     result.params = int(model.count_params())
+    if spec.warm_start:
+        model.load_weights(spec.warm_start)
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -190,18 +207,20 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         train,
         validation_data=val,
         epochs=spec.epochs,
+        initial_epoch=spec.initial_epoch,
         verbose=0,
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles, seeded
     )
     result.train_seconds = time.perf_counter() - start
     result.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    result.epochs_run = len(result.history.get("loss", []))
+    result.epochs_run = spec.initial_epoch + len(result.history.get("loss", []))
     if any(not math.isfinite(v) for v in result.history.get("loss", [])):
         raise FloatingPointError("training diverged (loss became NaN or infinite)")
     result.best_epoch = (stopper.best_epoch + 1) if stopper.best_weights is not None else None
     val_loss, val_accuracy = model.evaluate(val, verbose=0)
     result.val_loss, result.val_accuracy = float(val_loss), float(val_accuracy)
+    result.val_accuracy_tta = flip_accuracy(model, val, data.y_val)
     with atomic_target(Path(spec.trial_dir) / "model.keras") as tmp:
         model.save(tmp)
     result.model_path = str(Path(spec.trial_dir) / "model.keras")

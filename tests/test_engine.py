@@ -124,7 +124,7 @@ def run_search(tmp_path, recorder, **overrides):
 def test_every_observer_hook_sees_the_search_in_order(tmp_path):
     recorder = Recorder()
     run = run_search(tmp_path, recorder)
-    assert recorder.events == [
+    assert recorder.events[:10] == [
         ("search_start", 24),
         ("trial_start", "0"),
         ("trial_epoch_end", "0", 1, True),
@@ -134,9 +134,15 @@ def test_every_observer_hook_sees_the_search_in_order(tmp_path):
         ("trial_epoch_end", "1", 1, True),
         ("trial_epoch_end", "1", 2, True),
         ("trial_end", "1", "completed"),
+        ("trial_start", "refit"),
+    ]
+    refit_epochs = run.leaderboard[0].best_epoch
+    assert recorder.events[10:] == [
+        *(("trial_epoch_end", "refit", e, True) for e in range(1, refit_epochs + 1)),
+        ("trial_end", "refit", "completed"),
         ("search_end", 2),
     ]
-    assert [s.trial_id for s in recorder.specs] == ["0", "1"]
+    assert [s.trial_id for s in recorder.specs] == ["0", "1", "refit"]
     assert run.winner_path.exists()
     assert run.dataset_summary["classes"] == ["dark", "light"]
 

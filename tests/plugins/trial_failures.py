@@ -44,8 +44,8 @@ def register_architectures(register):
     register("fails_after_first_epoch", fails_after_first_epoch)
     register("diverges", diverges)
     register("kills_itself", kills_itself)
-    register("small", small)
-    register("sleepy", sleepy)
+    register("small", small, cost=0.5)
+    register("sleepy", sleepy, cost=0.6)
 
 
 def sleepy(hp, input_shape, num_classes):
