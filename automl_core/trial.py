@@ -7,6 +7,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
     import keras
     import keras_tuner
 
+    from automl_core import recipe
     from automl_core.space import active_values
 
     keras.utils.set_random_seed(spec.seed)
@@ -110,7 +112,7 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
     try:
         with architecture_scope(hp, spec.architecture):
             model = architecture(hp, data.input_shape, data.num_classes)
-            learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+            plan = recipe.declare(hp, model, batch_size=spec.batch_size)
         with augmenter_scope(hp, spec.augmenter):
             augment = augmenter(hp)
     finally:  # what was declared joins the space even when the build fails
@@ -118,13 +120,7 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
         result.hp_config = hp.get_config()
     result.params = int(model.count_params())
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    train = pipeline(data.x_train, data.y_train, spec.batch_size, seed=spec.seed, augment=augment)
-    val = pipeline(data.x_val, data.y_val, spec.batch_size)
+    train, val = train_val_pipelines(data, plan.batch_size, seed=spec.seed, augment=augment)
     stopper = keras.callbacks.EarlyStopping(
         monitor=spec.objective,
         mode=OBJECTIVES[spec.objective],
@@ -139,16 +135,8 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
             )
         )
     start = time.perf_counter()
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=spec.epochs,
-        verbose=0,
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles, seeded
-    )
+    result.history = recipe.fit(model, plan, train, val, epochs=spec.epochs, callbacks=callbacks)
     result.train_seconds = time.perf_counter() - start
-    result.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     result.epochs_run = len(result.history.get("loss", []))
     if any(not math.isfinite(v) for v in result.history.get("loss", [])):
         raise FloatingPointError("training diverged (loss became NaN or infinite)")
@@ -160,22 +148,38 @@ def _train(spec, data, architecture, augmenter, on_epoch, result: TrialResult) -
     result.model_path = str(Path(spec.trial_dir) / "model.keras")
 
 
-def pipeline(x, y, batch_size: int, *, seed: int | None = None, augment=None):
-    """A tf.data pipeline of float32 raw-pixel batches; shuffled and augmented if asked."""
+def train_val_pipelines(data: DatasetSplit, batch_size: int, *, seed: int, augment=None):
+    """The training pipeline (shuffled, augmented) and the validation one (neither)."""
+    n = data.num_classes
+    train = pipeline(data.x_train, data.y_train, batch_size, n, seed=seed, augment=augment)
+    return train, pipeline(data.x_val, data.y_val, batch_size, n)
+
+
+def pipeline(x, y, batch_size: int, num_classes: int, *, seed: int | None = None, augment=None):
+    """A tf.data pipeline of float32 raw-pixel batches with one-hot labels.
+
+    Shuffled (seeded) and augmented if asked. An augmenter with a true ``mixes_labels``
+    attribute (MixUp, CutMix) gets and returns ``{"images": ..., "labels": ...}``; any
+    other gets and returns the images alone.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if seed is not None:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(
-        lambda images, labels: (tf.cast(images, "float32"), labels)
+        lambda images, labels: (tf.cast(images, "float32"), tf.one_hot(labels, num_classes))
     )
     if augment is not None:
-        dataset = dataset.map(
-            lambda images, labels: (augment(images, training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        dataset = dataset.map(partial(_augment, augment), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment(augment, images, labels):
+    if getattr(augment, "mixes_labels", False):
+        mixed = augment({"images": images, "labels": labels}, training=True)
+        return mixed["images"], mixed["labels"]
+    return augment(images, training=True), labels
 
 
 def _floats(logs: dict | None) -> dict[str, float]:
