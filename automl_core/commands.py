@@ -26,12 +26,12 @@ def register_commands(subcommands):
         type=positive_int,
         default=None,
         metavar="N",
-        help="most candidates to train (default 10, 8 with --demo; no limit with --time-budget)",
+        help="most candidates to train (default: as many as the time budget allows)",
     )
     search.add_argument(
         "--epochs",
         type=positive_int,
-        default=None,
+        default=20,
         metavar="N",
         help="most epochs per trial; early stopping may end sooner (default 20)",
     )
@@ -106,8 +106,9 @@ def register_commands(subcommands):
         type=duration,
         default=None,
         metavar="DURATION",
-        help="stop the whole search within this time, e.g. 90s, 30m, 2h (trials are cut at "
-        "the deadline keeping their best epoch)",
+        help="stop the whole search within this time, e.g. 90s, 30m, 2h; trials are cut at "
+        "the deadline keeping their best epoch (default 30m, 100s with --demo, none when "
+        "--max-trials is given)",
     )
     search.add_argument(
         "--refit",
@@ -165,8 +166,10 @@ def register_commands(subcommands):
     plugins.set_defaults(handler=list_plugins)
 
 
-DEMO_DEFAULTS = {"max_trials": 8, "epochs": 20}
-DEFAULTS = {"max_trials": 10, "epochs": 20}
+DEFAULT_TIME_BUDGET = 30 * 60.0
+"""Seconds a search may take when neither --max-trials nor --time-budget is given."""
+DEMO = {"time_budget": 100.0, "architectures": ["baseline_cnn", "resnet"]}
+"""The demo: the two candidates that train well from scratch on 800 tiny photos."""
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -187,18 +190,23 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("give an image folder to search, or --demo (not both)")
     if args.test:
         scan(args.test)  # a missing or empty test folder fails now, not after the search
-    defaults = DEMO_DEFAULTS if args.demo else DEFAULTS
+    time_budget = args.time_budget
+    if time_budget is None and args.max_trials is None:
+        time_budget = DEMO["time_budget"] if args.demo else DEFAULT_TIME_BUDGET
+    architectures = args.architectures
+    if args.demo and architectures == ["*"]:
+        architectures = DEMO["architectures"]
     config = SearchConfig(
         source=str(demo_dir()) if args.demo else args.source,
         dataset=args.dataset,
-        architectures=args.architectures,
+        architectures=architectures,
         augmenters=args.augmenters,
         tuner=args.tuner,
         executor=args.executor,
-        max_trials=args.max_trials or (None if args.time_budget else defaults["max_trials"]),
-        time_budget=args.time_budget,
+        max_trials=args.max_trials,
+        time_budget=time_budget,
         refit=args.refit,
-        epochs=args.epochs or defaults["epochs"],
+        epochs=args.epochs,
         batch_size=args.batch_size,
         patience=args.patience,
         val_split=args.val_split,

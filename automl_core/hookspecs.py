@@ -52,8 +52,13 @@ def register_augmenters(register: Register) -> None:
     """Register training-time augmenters: ``register(name, factory)``.
 
     ``factory(hp) -> keras.layers.Layer | None`` declares its hyperparameters on the
-    keras-tuner ``hp`` it is handed and returns a layer applied to training batches only
-    (raw pixels 0..255 in and out), or ``None`` for no augmentation.
+    keras-tuner ``hp`` it is handed and returns a layer (or any callable taking
+    ``training=``) applied to training batches only, never to validation batches or
+    inside the saved model; ``None`` means no augmentation. Batches are float32 raw pixels
+    0..255 with one-hot float labels. The layer is called with the image batch and
+    returns the images, unless it has a true ``mixes_labels`` attribute (MixUp, CutMix):
+    then it is called with ``{"images": ..., "labels": ...}`` and returns that dict, with
+    the labels mixed as the images were.
     """
 
 
@@ -64,7 +69,8 @@ def register_architectures(register: Register) -> None:
     ``factory(hp, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model``
     declares its hyperparameters on ``hp`` and returns an uncompiled model that takes raw
     pixel values (0..255, float32) and outputs class probabilities (softmax). A factory
-    may declare the training hyperparameters (``learning_rate``) first to set their
+    may declare the training recipe's hyperparameters (``learning_rate``,
+    ``weight_decay``, ``schedule``, ...; see ``automl_core.recipe``) first to set their
     defaults for this architecture. Optional ``info`` for the warm start, which trains
     every architecture at its defaults first: ``cost=`` (relative training time at its
     defaults, ``baseline_cnn`` = 1; cheapest first) and ``augmenter=`` (the augmenter of

@@ -30,6 +30,9 @@ LOAD_ENV = "AUTOML_LOAD_PLUGINS"
 BUILTIN_PLUGINS = (
     "automl_plugins.image_folder",
     "automl_plugins.baseline_cnn",
+    "automl_plugins.resnet",
+    "automl_plugins.backbones",
+    "automl_plugins.vit",
     "automl_plugins.augment",
     "automl_plugins.tuners",
     "automl_plugins.exporters",

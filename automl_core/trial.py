@@ -7,6 +7,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -171,6 +172,7 @@ def _control_callback(spec: TrialSpec, result: TrialResult, listener, stop_reque
 def _train(spec, data, architecture, augmenter, control, result: TrialResult) -> None:
     import keras
 
+    from automl_core import recipe
     from automl_core.space import active_values
 
     keras.utils.set_random_seed(spec.seed)
@@ -178,7 +180,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     try:
         with architecture_scope(hp, spec.architecture):
             model = architecture(hp, data.input_shape, data.num_classes)
-            learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+            plan = recipe.declare(hp, model, batch_size=spec.batch_size)
         with augmenter_scope(hp, spec.augmenter):
             augment = augmenter(hp)
     finally:  # what was declared joins the space even when the build fails
@@ -188,13 +190,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     if spec.warm_start:
         model.load_weights(spec.warm_start)
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    train = pipeline(data.x_train, data.y_train, spec.batch_size, seed=spec.seed, augment=augment)
-    val = pipeline(data.x_val, data.y_val, spec.batch_size)
+    train, val = train_val_pipelines(data, plan.batch_size, seed=spec.seed, augment=augment)
     stopper = keras.callbacks.EarlyStopping(
         monitor=spec.objective,
         mode=OBJECTIVES[spec.objective],
@@ -203,17 +199,16 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     )
     callbacks = [keras.callbacks.TerminateOnNaN(), stopper, control]
     start = time.perf_counter()
-    history = model.fit(
+    result.history = recipe.fit(
+        model,
+        plan,
         train,
-        validation_data=val,
+        val,
         epochs=spec.epochs,
-        initial_epoch=spec.initial_epoch,
-        verbose=0,
         callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles, seeded
+        initial_epoch=spec.initial_epoch,
     )
     result.train_seconds = time.perf_counter() - start
-    result.history = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     result.epochs_run = spec.initial_epoch + len(result.history.get("loss", []))
     if any(not math.isfinite(v) for v in result.history.get("loss", [])):
         raise FloatingPointError("training diverged (loss became NaN or infinite)")
@@ -226,21 +221,30 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     result.model_path = str(Path(spec.trial_dir) / "model.keras")
 
 
-def pipeline(x, y, batch_size: int, *, seed: int | None = None, augment=None):
-    """A tf.data pipeline of float32 raw-pixel batches; shuffled and augmented if asked."""
+def train_val_pipelines(data: DatasetSplit, batch_size: int, *, seed: int, augment=None):
+    """The training pipeline (shuffled, augmented) and the validation one (neither)."""
+    n = data.num_classes
+    train = pipeline(data.x_train, data.y_train, batch_size, n, seed=seed, augment=augment)
+    return train, pipeline(data.x_val, data.y_val, batch_size, n)
+
+
+def pipeline(x, y, batch_size: int, num_classes: int, *, seed: int | None = None, augment=None):
+    """A tf.data pipeline of float32 raw-pixel batches with one-hot labels.
+
+    Shuffled (seeded) and augmented if asked. An augmenter with a true ``mixes_labels``
+    attribute (MixUp, CutMix) gets and returns ``{"images": ..., "labels": ...}``; any
+    other gets and returns the images alone.
+    """
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if seed is not None:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(
-        lambda images, labels: (tf.cast(images, "float32"), labels)
+        lambda images, labels: (tf.cast(images, "float32"), tf.one_hot(labels, num_classes))
     )
     if augment is not None:
-        dataset = dataset.map(
-            lambda images, labels: (augment(images, training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        dataset = dataset.map(partial(_augment, augment), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -253,6 +257,13 @@ def one_line(error: BaseException) -> str:
         detail = [line for line in lines[1:] if not line.startswith(("[[", "File ", "Detected"))]
         message = detail[-1] if detail else message
     return f"{type(error).__name__}: {message[:300]}"
+
+
+def _augment(augment, images, labels):
+    if getattr(augment, "mixes_labels", False):
+        mixed = augment({"images": images, "labels": labels}, training=True)
+        return mixed["images"], mixed["labels"]
+    return augment(images, training=True), labels
 
 
 def _floats(logs: dict | None) -> dict[str, float]:

@@ -16,6 +16,7 @@ def register_architectures(register):
         baseline_cnn,
         description="classic 3-conv CNN, the reference candidate",
         tags=("cnn", "from-scratch"),
+        cost=1,
     )
 
 

@@ -31,7 +31,14 @@ def test_builtins_load_first_and_register_their_components():
     plugins = load_plugins()
     assert plugins.names()[: len(BUILTIN_PLUGINS)] == list(BUILTIN_PLUGINS)
     assert plugins["architectures"].get("baseline_cnn").plugin == "automl_plugins.baseline_cnn"
-    assert plugins["augmenters"].names() == ["none", "basic"]
+    assert plugins["augmenters"].names() == [
+        "none",
+        "basic",
+        "randaugment",
+        "mixup",
+        "cutmix",
+        "flip_crop_cutout",
+    ]
     assert plugins["tuners"].names() == ["random"]
     assert plugins["datasets"].names() == ["image_folder"]
     assert plugins["exporters"].names() == ["keras", "saved_model", "onnx", "tflite"]

@@ -1,0 +1,183 @@
+"""Pretrained backbones from ``keras.applications``, each with a new head.
+
+The model takes raw 0..255 pixels of the dataset's size: grey images are repeated to
+three channels, resized to the backbone's ``image_size`` and put through the backbone's
+own preprocessing, all inside the model. Weights come from:
+
+- ``"imagenet"``: Keras's cache (``$KERAS_HOME/models``, default ``~/.keras/models``). The
+  file is never downloaded here: when it is missing the trial fails at once with one line
+  naming the file and where to put it, and the search goes on without that candidate.
+- a local weights file path (what ``backbone.save_weights`` or Keras's own file holds);
+- ``"none"``: random initialisation, the whole network trained from scratch.
+
+By default a backbone uses ImageNet weights when the file is in Keras's cache, otherwise
+random initialisation (with a one-line notice), so a search works on a fresh machine. Use
+another file by registering your own name: ``register("my_mnv2", backbone("mobilenet_v2",
+weights="mnv2.weights.h5"))``. With weights loaded, the backbone is frozen under a new head
+(dropout, dense softmax); the recipe may then fine-tune its top layers at a lower rate.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from automl_core import hookimpl
+from automl_core.errors import UsageError
+
+IMAGE_SIZES = [96, 128, 160, 192, 224]
+"""Sides the input is resized to; 96 is the CPU-friendly default."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How to build one ``keras.applications`` model and find its ImageNet file."""
+
+    application: str
+    """The constructor's name in ``keras.applications``."""
+    weights_file: str
+    """The no-top ImageNet file in Keras's cache; ``{size}`` is the input side."""
+    cost: float
+    """Training time at the defaults relative to ``baseline_cnn`` (benchmarks/zoo.py)."""
+    rescale: bool = False
+    """Scale pixels to -1..1 in front (for models without built-in preprocessing)."""
+    options: tuple[tuple[str, object], ...] = ()
+
+
+BACKBONES = {
+    "mobilenet_v2": Backbone(
+        "MobileNetV2",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+        cost=47,
+        rescale=True,
+    ),
+    "mobilenet_v3_small": Backbone(
+        "MobileNetV3Small",
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        cost=21,
+        options=(("include_preprocessing", True),),
+    ),
+    "mobilenet_v3_large": Backbone(
+        "MobileNetV3Large",
+        "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        cost=47,
+        options=(("include_preprocessing", True),),
+    ),
+    "efficientnet_b0": Backbone("EfficientNetB0", "efficientnetb0_notop.h5", cost=80),
+    "efficientnet_v2_b0": Backbone(
+        "EfficientNetV2B0",
+        "efficientnetv2-b0_notop.h5",
+        cost=70,
+        options=(("include_preprocessing", True),),
+    ),
+    "resnet50_v2": Backbone(
+        "ResNet50V2",
+        "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        cost=150,
+        rescale=True,
+    ),
+}
+
+
+@hookimpl
+def register_architectures(register):
+    for name, spec in BACKBONES.items():
+        register(
+            name,
+            backbone(name),
+            description=f"keras.applications {spec.application}, new head (transfer learning)",
+            tags=("pretrained", "backbone"),
+            cost=spec.cost,
+            augmenter="basic",
+        )
+
+
+def backbone(name: str, weights: str | None = None) -> Callable:
+    """An architecture factory for backbone ``name`` with ``weights`` ("imagenet", a file
+    path or "none"; default: ImageNet when cached, else "none")."""
+
+    def factory(hp, input_shape, num_classes):
+        return build(name, hp, input_shape, num_classes, weights)
+
+    factory.__name__ = name
+    factory.__doc__ = f"{BACKBONES[name].application} with a new classification head."
+    return factory
+
+
+def build(name: str, hp, input_shape, num_classes: int, weights: str | None = None):
+    """The whole model: raw pixels -> resize + preprocessing -> backbone -> head."""
+    import keras
+    from keras import layers
+
+    size = hp.Choice("image_size", IMAGE_SIZES, default=IMAGE_SIZES[0])
+    weights = hp.Fixed("weights", weights or default_weights(name, size))
+    dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
+    hp.Float("learning_rate", 1e-4, 3e-3, sampling="log", default=1e-3)
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    if input_shape[-1] == 1:
+        x = layers.Concatenate()([x, x, x])
+    x = layers.Resizing(size, size)(x)
+    if BACKBONES[name].rescale:
+        x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+    base = backbone_model(name, size, weights)
+    pretrained = weights != "none"
+    base.trainable = not pretrained  # a random backbone must learn; a pretrained one is kept
+    x = base(x, training=False) if pretrained else base(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def backbone_model(name: str, size: int, weights: str = "none"):
+    """The headless ``keras.applications`` model for ``size`` x ``size`` x 3 inputs."""
+    import keras
+
+    spec = BACKBONES[name]
+    constructor = getattr(keras.applications, spec.application)
+    return constructor(
+        include_top=False,
+        weights=_weights_path(name, size, weights),
+        input_shape=(size, size, 3),
+        **dict(spec.options),
+    )
+
+
+def imagenet_file(name: str, size: int) -> Path:
+    """Where Keras's cache keeps backbone ``name``'s no-top ImageNet weights."""
+    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    return Path(home) / "models" / BACKBONES[name].weights_file.format(size=size)
+
+
+def default_weights(name: str, size: int) -> str:
+    """``imagenet`` when its file is cached, else ``none`` (said once per backbone)."""
+    if imagenet_file(name, size).is_file():
+        return "imagenet"
+    _notice_random_init(name, imagenet_file(name, size))
+    return "none"
+
+
+@functools.cache
+def _notice_random_init(name: str, missing: Path) -> None:
+    print(
+        f"automl: {name}: no ImageNet weights at {missing}; training it from random init",
+        file=sys.stderr,
+    )
+
+
+def _weights_path(name: str, size: int, weights: str) -> str | None:
+    """The file to load (never a download), or None for random initialisation."""
+    if weights == "none":
+        return None
+    path = imagenet_file(name, size) if weights == "imagenet" else Path(weights).expanduser()
+    if not path.is_file():
+        where = f"put {path.name} in {path.parent}" if weights == "imagenet" else "check the path"
+        raise UsageError(f"{name}: weights file {path} not found ({where}, or use weights none)")
+    return str(path)

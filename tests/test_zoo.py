@@ -1,0 +1,190 @@
+"""Every registered architecture and augmenter, the training recipe and backbone weights."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from automl_plugins import backbones
+
+from automl_core import recipe
+from automl_core.data import DatasetSplit
+from automl_core.plugins import load_plugins
+from automl_core.space import architecture_scope, augmenter_scope, initial_space
+from automl_core.trial import TrialSpec, run_trial, train_val_pipelines
+
+PLUGINS = load_plugins()
+SHAPES = [(16, 16, 1), (32, 32, 3), (96, 96, 3)]
+TINY = {
+    "baseline_cnn": {"filters": 16, "dense_units": 32},
+    "resnet": {"width": 16, "depth": 0},
+    "vit": {"width": 64, "depth": 2, "heads": 2, "tokens_per_side": 4},
+} | {name: {"image_size": 32} for name in backbones.BACKBONES}
+"""Small hyperparameters, declared before the factory runs, so each build stays quick."""
+
+
+def tiny_data(shape, n_train=8, n_val=4, classes=3, seed=0) -> DatasetSplit:
+    rng = np.random.default_rng(seed)
+    return DatasetSplit(
+        rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        np.arange(n_train, dtype=np.int32) % classes,
+        rng.integers(0, 256, (n_val, *shape), dtype=np.uint8),
+        np.arange(n_val, dtype=np.int32) % classes,
+        [f"c{i}" for i in range(classes)],
+    )
+
+
+def build(name, shape, num_classes=3, fixed=None, factory=None):
+    """Build ``name`` as a trial does, with ``fixed`` values declared first."""
+    hp = initial_space([name], ["none"])
+    with architecture_scope(hp, name):
+        for key, value in (TINY.get(name, {}) | (fixed or {})).items():
+            hp.Fixed(key, value)
+        factory = factory or PLUGINS["architectures"].get(name).obj
+        model = factory(hp, shape, num_classes)
+        plan = recipe.declare(hp, model, batch_size=8)
+    return model, plan
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", PLUGINS["architectures"].names())
+def test_architecture_trains_saves_and_reloads(name, shape, tmp_path):
+    keras.utils.set_random_seed(0)
+    data = tiny_data(shape)
+    model, _ = build(name, shape)
+    # one eager step: tracing a graph for the big backbones would cost more than the step
+    model.compile(optimizer="adam", loss="categorical_crossentropy", run_eagerly=True)
+    loss = model.train_on_batch(data.x_train.astype("float32"), np.eye(3)[data.y_train])
+    assert np.isfinite(loss)
+
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    images = data.x_val.astype("float32")
+    expected = keras.ops.convert_to_numpy(model(images, training=False))
+    assert expected.shape == (len(images), 3)
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, rtol=1e-4)
+    got = keras.ops.convert_to_numpy(reloaded(images, training=False))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n in PLUGINS["augmenters"].names() if n != "none"])
+def test_augmenter_changes_training_batches_only(name):
+    keras.utils.set_random_seed(0)
+    data = tiny_data((16, 16, 3), n_train=16, n_val=8)
+    hp = initial_space(["baseline_cnn"], [name])
+    with augmenter_scope(hp, name):
+        augment = PLUGINS["augmenters"].get(name).obj(hp)
+    plain, _ = train_val_pipelines(data, 16, seed=0)
+    train, val = train_val_pipelines(data, 16, seed=0, augment=augment)
+    (plain_x, plain_y), (x, y) = next(iter(plain)), next(iter(train))
+    assert x.shape == plain_x.shape and y.shape == plain_y.shape
+    assert not np.allclose(x, plain_x)
+    if getattr(augment, "mixes_labels", False):
+        assert not np.allclose(y, plain_y)
+        np.testing.assert_allclose(np.sum(y, axis=1), 1.0, rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(y, plain_y)
+    val_x, val_y = next(iter(val))
+    np.testing.assert_array_equal(val_x, data.x_val.astype("float32"))
+    np.testing.assert_array_equal(val_y, np.eye(3)[data.y_val])
+
+
+def test_architecture_defaults_override_the_recipe():
+    _, plan = build("resnet", (32, 32, 3), fixed={"width": 16})
+    assert (plan.label_smoothing, plan.schedule, plan.batch_size) == (0.2, "onecycle", 8)
+    _, plan = build("baseline_cnn", (32, 32, 3))
+    assert (plan.optimizer, plan.label_smoothing, plan.schedule) == ("adamw", 0.0, "cosine")
+    assert plan.fine_tune_layers == 0
+
+
+def test_schedule_warms_up_then_decays():
+    plan = recipe.Recipe(1e-2, "sgd", 1e-4, 0.0, "onecycle", 0.0, 32)
+    schedule = recipe.learning_rate_schedule(plan, total_steps=100)
+    rates = [float(schedule(step)) for step in (0, 30, 99)]
+    assert rates[0] == pytest.approx(1e-2 / 25)
+    assert rates[1] == pytest.approx(1e-2)
+    assert rates[2] < rates[0]
+
+
+def _backbone_weights(tmp_path):
+    """A random-init backbone saved by the test itself: the local-weights file."""
+    keras.utils.set_random_seed(1)
+    source = backbones.backbone_model("mobilenet_v3_small", 32)
+    path = tmp_path / "backbone.weights.h5"
+    source.save_weights(path)
+    return source, path
+
+
+def _nested_backbone(model):
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def test_backbone_loads_a_local_weights_file_and_freezes_it(tmp_path):
+    source, path = _backbone_weights(tmp_path)
+    factory = backbones.backbone("mobilenet_v3_small", weights=str(path))
+    keras.utils.set_random_seed(2)  # a different init, so equality means loaded
+    model, plan = build("mobilenet_v3_small", (16, 16, 3), factory=factory)
+    base = _nested_backbone(model)
+    assert not base.trainable
+    assert plan.fine_tune_layers == 0
+    for got, want in zip(base.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fine_tuning_trains_only_the_top_layers(tmp_path):
+    source, path = _backbone_weights(tmp_path)
+    factory = backbones.backbone("mobilenet_v3_small", weights=str(path))
+    model, plan = build(
+        "mobilenet_v3_small", (16, 16, 3), fixed={"fine_tune_layers": 20}, factory=factory
+    )
+    data = tiny_data((16, 16, 3))
+    train, val = train_val_pipelines(data, 8, seed=0)
+    history = recipe.fit(model, plan, train, val, epochs=2, callbacks=[])
+    assert len(history["loss"]) == 2
+    base = _nested_backbone(model)
+    top = [layer for layer in base.layers[-20:] if layer.trainable and layer.weights]
+    bottom = [layer for layer in base.layers[:-20] if layer.weights]
+    assert top and bottom
+
+    def changed(layer):
+        pairs = zip(layer.get_weights(), source.get_layer(layer.name).get_weights(), strict=True)
+        return any(not np.array_equal(a, b) for a, b in pairs)
+
+    assert all(changed(layer) for layer in top)
+    assert not any(changed(layer) for layer in bottom)
+
+
+def test_missing_imagenet_file_fails_the_trial_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    factory = backbones.backbone("efficientnet_b0", weights="imagenet")
+    hp = initial_space(["efficientnet_b0"], ["none"])
+    spec = TrialSpec(
+        "0",
+        "efficientnet_b0",
+        "none",
+        hp.get_config(),
+        str(tmp_path / "t"),
+        epochs=1,
+        batch_size=8,
+        patience=1,
+        seed=0,
+    )
+    result = run_trial(spec, tiny_data((16, 16, 3)), factory, lambda hp: None)
+    assert result.status == "failed"
+    missing = tmp_path / "keras" / "models" / "efficientnetb0_notop.h5"
+    assert result.error == (
+        f"UsageError: efficientnet_b0: weights file {missing} not found "
+        f"(put efficientnetb0_notop.h5 in {missing.parent}, or use weights none)"
+    )
+
+
+def test_default_weights_are_imagenet_only_when_cached(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert backbones.default_weights("resnet50_v2", 96) == "none"
+    assert "resnet50_v2: no ImageNet weights" in capsys.readouterr().err
+    cached = backbones.imagenet_file("mobilenet_v2", 128)
+    assert cached.name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_128_no_top.h5"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert backbones.default_weights("mobilenet_v2", 128) == "imagenet"
