@@ -85,7 +85,13 @@ def register_commands(subcommands):
         metavar="PX",
         help="side images are resized to (default: the folder's typical size, at most 128)",
     )
-    search.add_argument("--batch-size", type=positive_int, default=32, metavar="N")
+    search.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="images per step (default: 32 for small data, up to 256 for large)",
+    )
     search.add_argument(
         "--patience",
         type=non_negative_int,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from automl_plugins.image_folder import load_image_folder, typical_size
 from conftest import make_image_folder
 from PIL import Image
 
 from automl_core.data import ImageData, decode_image, split
 from automl_core.errors import UsageError
+from automl_plugins.image_folder import load_image_folder, typical_size
 
 
 def test_decode_handles_modes_and_resizes(tmp_path):

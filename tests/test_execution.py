@@ -19,7 +19,18 @@ FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 
 
 def search_args(folder, run_dir, *extra):
-    return ["search", folder, "-p", FAILURES, "--out", run_dir, "--augmenters", "none", *extra]
+    return [
+        "search",
+        folder,
+        "-p",
+        FAILURES,
+        "--out",
+        run_dir,
+        "--augmenters",
+        "none",
+        "--no-refit",
+        *extra,
+    ]
 
 
 def leaderboard(run_dir: Path) -> list[dict]:

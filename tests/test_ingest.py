@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from automl_plugins.image_folder import load_image_folder
 from conftest import make_image_folder, run_automl
 from PIL import Image
 
 from automl_core.data import TEST, TRAIN, VAL, decode_image, split
+from automl_plugins.image_folder import load_image_folder
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
 

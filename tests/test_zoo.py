@@ -5,13 +5,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from automl_plugins import backbones
 
 from automl_core import recipe
 from automl_core.data import DatasetSplit
 from automl_core.plugins import load_plugins
 from automl_core.space import architecture_scope, augmenter_scope, initial_space
 from automl_core.trial import TrialSpec, run_trial, train_val_pipelines
+from automl_plugins import backbones
 
 PLUGINS = load_plugins()
 SHAPES = [(16, 16, 1), (32, 32, 3), (96, 96, 3)]
