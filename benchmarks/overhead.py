@@ -1,6 +1,6 @@
 """Per-trial overhead: one trial through the engine against a plain ``model.fit`` script.
 
-    python benchmarks/overhead.py [--per-class 300] [--epochs 15] [--workers-per-class 100]
+    python benchmarks/overhead.py [--per-class 1000] [--epochs 20] [--workers-per-class 100]
                                   [--workers-epochs 5] [--executor local] [--repeats 1]
 
 The same architecture (``baseline_cnn``, its default hyperparameters), data (a CIFAR-10
@@ -37,16 +37,18 @@ class TrialClock:
     def __init__(self):
         self.started: dict[str, float] = {}
         self.ended: dict[str, float] = {}
-        self.fit_seconds: dict[str, float] = {}
+        self.results: dict[str, object] = {}
+        self.handed_out: dict[str, float] = {}
 
     @hookimpl
     def trial_start(self, run, spec):
         self.started[spec.trial_id] = time.perf_counter()
+        self.handed_out[spec.trial_id] = time.time()
 
     @hookimpl
     def trial_end(self, run, result):
         self.ended[result.trial_id] = time.perf_counter()
-        self.fit_seconds[result.trial_id] = result.train_seconds
+        self.results[result.trial_id] = result
         if result.status != "completed":
             raise SystemExit(f"trial {result.trial_id} {result.status}: {result.error}")
 
@@ -141,19 +143,26 @@ def overhead(args, images: Path, work: Path) -> None:
         settings = {"batch_size": args.batch_size, "seed": args.seed, "executor": args.executor}
         clock = engine_search(images, out, 1, args.epochs, **settings)
         trial = clock.ended["0"] - clock.started["0"]
-        fit = clock.fit_seconds["0"]
+        result = clock.results["0"]
+        fit = result.train_seconds
+        start_up = result.started_at - clock.handed_out["0"]
+        in_trial = result.ended_at - result.started_at - fit
         plain = plain_fit_in_fresh_process(out, args.epochs, args.batch_size, args.seed)
         print(
             f"  plain model.fit {plain:7.1f}s | engine trial {trial:7.1f}s "
             f"(its model.fit {fit:6.1f}s) | ratio {trial / plain:5.3f} | "
             f"fixed cost per trial {trial - fit:5.1f}s"
         )
+        print(
+            f"    of which: process start, imports, data {start_up:4.1f}s | build, evaluate, "
+            f"save {in_trial:4.1f}s | result back {trial - fit - start_up - in_trial:4.1f}s"
+        )
 
 
 def workers(args, images: Path, work: Path) -> None:
     print(
         f"four trials: baseline_cnn, {args.workers_per_class * 10} images, "
-        f"{args.workers_epochs} epochs, same seed (same candidates)"
+        f"{args.workers_epochs} epochs, same seed"
     )
     spans = {}
     for count in (1, 2):
@@ -167,8 +176,8 @@ def workers(args, images: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cifar", type=Path, default=Path("/tmp/cifar/train"))
-    parser.add_argument("--per-class", type=int, default=300, help="images per class, one trial")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the one trial")
+    parser.add_argument("--per-class", type=int, default=1000, help="images per class, one trial")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the one trial")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--executor", default="local", help="executor of the one trial")
