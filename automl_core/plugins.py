@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "automl_plugins.tuners",
     "automl_plugins.exporters",
     "automl_core.executors",
+    "automl_plugins.ray_executor",
     "automl_core.commands",
     "automl_core.inspect",
     "automl_core.serve_commands",

@@ -42,7 +42,7 @@ def test_builtins_load_first_and_register_their_components():
     assert plugins["tuners"].names() == ["random", "bayesian", "hyperband", "grid"]
     assert plugins["datasets"].names() == ["image_folder"]
     assert plugins["exporters"].names() == ["keras", "saved_model", "onnx", "tflite"]
-    assert plugins["executors"].names() == ["local", "inline"]
+    assert plugins["executors"].names() == ["local", "inline", "ray"]
     assert plugins.failures == []
 
 

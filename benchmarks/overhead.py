@@ -1,0 +1,204 @@
+"""Per-trial overhead: one trial through the engine against a plain ``model.fit`` script.
+
+    python benchmarks/overhead.py [--per-class 1000] [--epochs 20] [--workers-per-class 100]
+                                  [--workers-epochs 5] [--executor local] [--repeats 1]
+
+The same architecture (``baseline_cnn``, its default hyperparameters), data (a CIFAR-10
+subset from ``--cifar``) and epochs, trained side by side in one run:
+
+- through the engine: a real ``automl_core.engine.search`` with one trial, timed from the
+  moment the trial is handed to the executor to the moment its result is back (process
+  start, TensorFlow import, cache read, build, training, evaluation, saving);
+- as a plain script: a fresh process that builds the same model and calls ``model.fit`` on
+  the same arrays, timed around ``model.fit``.
+
+Printed: both wall times, their ratio, and the per-trial fixed cost (the trial's wall time
+less its own ``model.fit``). Then four trials with one CPU worker against two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from automl_core import hookimpl
+
+
+class TrialClock:
+    """A plugin that records when each trial was handed out and when its result came back."""
+
+    def __init__(self):
+        self.started: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.results: dict[str, object] = {}
+        self.handed_out: dict[str, float] = {}
+
+    @hookimpl
+    def trial_start(self, run, spec):
+        self.started[spec.trial_id] = time.perf_counter()
+        self.handed_out[spec.trial_id] = time.time()
+
+    @hookimpl
+    def trial_end(self, run, result):
+        self.ended[result.trial_id] = time.perf_counter()
+        self.results[result.trial_id] = result
+        if result.status != "completed":
+            raise SystemExit(f"trial {result.trial_id} {result.status}: {result.error}")
+
+    def span(self) -> float:
+        """Seconds from the first trial handed out to the last result back."""
+        return max(self.ended.values()) - min(self.started.values())
+
+
+def cifar_subset(cifar: Path, per_class: int, dest: Path) -> Path:
+    """The first ``per_class`` images of every CIFAR-10 class, copied to ``dest``."""
+    for class_dir in sorted(p for p in cifar.iterdir() if p.is_dir()):
+        (dest / class_dir.name).mkdir(parents=True, exist_ok=True)
+        for image in sorted(class_dir.iterdir())[:per_class]:
+            shutil.copyfile(image, dest / class_dir.name / image.name)
+    return dest
+
+
+def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings) -> TrialClock:
+    """A real search of ``baseline_cnn`` without augmentation; its trials' clock."""
+    from automl_core.engine import SearchConfig, search
+    from automl_core.plugins import load_plugins
+
+    plugins = load_plugins()
+    clock = TrialClock()
+    plugins.manager.register(clock, name="trial-clock")
+    config = SearchConfig(
+        str(images),
+        architectures=["baseline_cnn"],
+        augmenters=["none"],
+        max_trials=trials,
+        epochs=epochs,
+        patience=epochs,  # train every epoch, as the plain script does
+        out=str(out),
+        **settings,
+    )
+    search(config, plugins)
+    return clock
+
+
+def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
+    """``model.fit`` on the run's arrays, with trial 0's model and hyperparameters."""
+    import keras
+    from automl_plugins.baseline_cnn import baseline_cnn
+
+    from automl_core.data import load_split
+    from automl_core.rundir import read_json
+    from automl_core.space import architecture_scope, from_config
+
+    data = load_split(run_dir / "data")
+    trial = read_json(run_dir / "trials" / "0" / "metrics.json")
+    learning_rate = next(v for k, v in trial["hyperparameters"].items() if "learning_rate" in k)
+    keras.utils.set_random_seed(seed)
+    hp = from_config(trial["hp_config"])
+    with architecture_scope(hp, "baseline_cnn"):
+        model = baseline_cnn(hp, data.input_shape, data.num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    x_train, x_val = data.x_train.astype("float32"), data.x_val.astype("float32")
+    start = time.perf_counter()
+    model.fit(
+        x_train,
+        data.y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=(x_val, data.y_val),
+        verbose=0,
+    )
+    return time.perf_counter() - start
+
+
+def plain_fit_in_fresh_process(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
+    options = ["--epochs", str(epochs), "--batch-size", str(batch_size), "--seed", str(seed)]
+    out = subprocess.run(
+        [sys.executable, __file__, "--plain-fit", str(run_dir), *options],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def overhead(args, images: Path, work: Path) -> None:
+    print(
+        f"one trial: baseline_cnn, {args.per_class * 10} CIFAR-10 images (20% validation), "
+        f"{args.epochs} epochs, batch {args.batch_size}, executor {args.executor}"
+    )
+    for repeat in range(args.repeats):
+        out = work / f"overhead-{repeat}"
+        settings = {"batch_size": args.batch_size, "seed": args.seed, "executor": args.executor}
+        clock = engine_search(images, out, 1, args.epochs, **settings)
+        trial = clock.ended["0"] - clock.started["0"]
+        result = clock.results["0"]
+        fit = result.train_seconds
+        start_up = result.started_at - clock.handed_out["0"]
+        in_trial = result.ended_at - result.started_at - fit
+        plain = plain_fit_in_fresh_process(out, args.epochs, args.batch_size, args.seed)
+        print(
+            f"  plain model.fit {plain:7.1f}s | engine trial {trial:7.1f}s "
+            f"(its model.fit {fit:6.1f}s) | ratio {trial / plain:5.3f} | "
+            f"fixed cost per trial {trial - fit:5.1f}s"
+        )
+        print(
+            f"    of which: process start, imports, data {start_up:4.1f}s | build, evaluate, "
+            f"save {in_trial:4.1f}s | result back {trial - fit - start_up - in_trial:4.1f}s"
+        )
+
+
+def workers(args, images: Path, work: Path) -> None:
+    print(
+        f"four trials: baseline_cnn, {args.workers_per_class * 10} images, "
+        f"{args.workers_epochs} epochs, same seed"
+    )
+    spans = {}
+    for count in (1, 2):
+        settings = {"batch_size": args.batch_size, "seed": args.seed, "workers": count}
+        clock = engine_search(images, work / f"workers-{count}", 4, args.workers_epochs, **settings)
+        spans[count] = clock.span()
+        print(f"  {count} CPU worker(s): {spans[count]:7.1f}s from first trial out to last back")
+    print(f"  speed-up of two workers over one: {spans[1] / spans[2]:5.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cifar", type=Path, default=Path("/tmp/cifar/train"))
+    parser.add_argument("--per-class", type=int, default=1000, help="images per class, one trial")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of the one trial")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--executor", default="local", help="executor of the one trial")
+    parser.add_argument("--repeats", type=int, default=1, help="engine/plain pairs to time")
+    parser.add_argument("--workers-per-class", type=int, default=100, help="0 skips workers")
+    parser.add_argument("--workers-epochs", type=int, default=5)
+    parser.add_argument("--plain-fit", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_fit:
+        seconds = plain_fit(args.plain_fit, args.epochs, args.batch_size, args.seed)
+        print(json.dumps({"seconds": seconds}))
+        return
+    print(f"{os.cpu_count()} CPU cores; trials run in their own processes")
+    with tempfile.TemporaryDirectory(prefix="automl-overhead-") as tmp:
+        work = Path(tmp)
+        os.environ["AUTOML_CACHE_DIR"] = str(work / "cache")
+        overhead(args, cifar_subset(args.cifar, args.per_class, work / "one"), work)
+        if args.workers_per_class:
+            subset = cifar_subset(args.cifar, args.workers_per_class, work / "four")
+            workers(args, subset, work)
+
+
+if __name__ == "__main__":
+    main()
