@@ -37,6 +37,7 @@ class SearchConfig:
     executor: str = "local"
     max_trials: int = 10
     epochs: int = 20
+    time_budget: float | None = None
     batch_size: int = 32
     patience: int = 5
     val_split: float = 0.2
