@@ -101,6 +101,7 @@ class RichReporter:
                 f"trial {spec.trial_id} started: {spec.architecture} + {spec.augmenter}, "
                 f"up to {spec.epochs} epochs",
                 markup=False,
+                soft_wrap=True,
             )
 
     @hookimpl
@@ -119,6 +120,7 @@ class RichReporter:
                 f"{_best(run)}) on {spec.device}; "
                 + budget_text(run.elapsed, run.config.time_budget),
                 markup=False,
+                soft_wrap=True,
             )
 
     @hookimpl
@@ -139,7 +141,8 @@ class RichReporter:
             outcome = f"[red]failed[/]: {result.error}"
         if self.plain or result.status != "completed":  # the dashboard shows the rest
             self.console.print(
-                f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}"
+                f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}",
+                soft_wrap=True,
             )
 
     @hookimpl
