@@ -80,3 +80,16 @@ def test_api_example_end_to_end(tmp_path):
     assert (tmp_path / "run" / "report" / "index.html").is_file()
     config = (tmp_path / "run" / "config.json").read_text()
     assert '"tuner": "bayesian"' in config and '"time_budget": 300.0' in config
+
+
+def test_cli_reference_covers_every_command_and_search_option():
+    from automl_core.cli import build_parser
+    from automl_core.plugins import load_plugins
+
+    docs = (REPO / "docs" / "cli.md").read_text()
+    parser = build_parser(load_plugins())
+    commands = next(a for a in parser._actions if a.dest == "==SUPPRESS==" and a.choices)
+    for name, command in commands.choices.items():
+        assert f"## automl {name}" in docs
+        for action in command._actions:
+            assert all(flag in docs for flag in action.option_strings), (name, action)
