@@ -166,6 +166,9 @@ def register_commands(subcommands):
         help="also export the winner to these formats and verify them (e.g. onnx,tflite)",
     )
     add_quantize_option(search)
+    search.add_argument(
+        "-q", "--quiet", action="store_true", help="no live view or leaderboard on the terminal"
+    )
     search.set_defaults(handler=run_search)
 
     plugins = subcommands.add_parser("plugins", help="list plugins and what each registered")
@@ -184,7 +187,8 @@ def run_search(args: argparse.Namespace) -> int:
     from automl_core.report import RichReporter
     from automl_core.scan import scan
 
-    args.plugins.manager.register(RichReporter(), name="rich-report")
+    if not args.quiet:
+        args.plugins.manager.register(RichReporter(), name="rich-report")
     if args.resume:
         if args.source or args.demo:
             raise UsageError("--resume continues a saved search: give no folder or --demo")

@@ -41,6 +41,7 @@ BUILTIN_PLUGINS = (
     "automl_core.commands",
     "automl_core.inspect",
     "automl_core.serve_commands",
+    "automl_core.report_commands",
 )
 
 

@@ -1,24 +1,22 @@
-"""The terminal report: a live view while searching, the leaderboard at the end.
+"""The terminal report: a live dashboard while searching, the leaderboard at the end.
 
 The reporter is a plugin like any other: it implements the observer hooks. On a
-terminal it shows a live epoch bar; elsewhere (CI, pipes) it prints one line per trial.
+terminal it keeps a live dashboard (budget, one row per trial with its epoch bar, the
+best so far, busy devices); elsewhere (CI, pipes) it prints plain lines.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
 from automl_core import hookimpl
 from automl_core.rundir import read_json
@@ -26,10 +24,30 @@ from automl_core.space import ARCHITECTURE, AUGMENTER, short_name
 
 SHOW_SKIPPED = 10
 """Skipped files listed by name at the start; all of them are in ``dataset.json``."""
+SHOW_TRIALS = 12
+"""Trials the live table shows: every running one, then the latest that ended."""
+STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "stopped": "yellow"}
 
 if TYPE_CHECKING:
     from automl_core.engine import SearchRun
     from automl_core.trial import TrialResult, TrialSpec
+
+
+@dataclass
+class _Row:
+    """One trial as the dashboard shows it."""
+
+    spec: TrialSpec
+    started: float
+    status: str = "running"
+    epoch: int = 0
+    val_accuracy: float | None = None
+    best: float | None = None
+    ended: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.time()) - self.started
 
 
 class RichReporter:
@@ -37,8 +55,14 @@ class RichReporter:
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
-        self.progress: Progress | None = None
-        self.tasks: dict[str, TaskID] = {}
+        self.live: Live | None = None
+        self.run: SearchRun | None = None
+        self.rows: dict[str, _Row] = {}
+
+    @property
+    def plain(self) -> bool:
+        """Plain lines instead of a live dashboard: stdout is not a terminal."""
+        return not self.console.is_terminal
 
     @hookimpl
     def search_start(self, run: SearchRun) -> None:
@@ -57,45 +81,55 @@ class RichReporter:
         self.console.print(
             f"candidates: {', '.join(run.architectures)}; augmenters: "
             f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
-            f"{run.config.epochs} epochs; run directory {run.run_dir.path}"
+            f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
+            f"run directory {run.run_dir.path}"
         )
         if run.results:
             self.console.print(f"resuming: {len(run.results)} trial(s) already done")
-        if self.console.is_terminal:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=True,
+        self.run = run
+        if not self.plain:
+            self.live = Live(
+                console=self.console, get_renderable=self.dashboard, refresh_per_second=4
             )
-            self.progress.start()
+            self.live.start()
 
     @hookimpl
     def trial_start(self, run: SearchRun, spec: TrialSpec) -> None:
-        if self.progress is not None:
-            self.tasks[spec.trial_id] = self.progress.add_task(
-                f"trial {spec.trial_id} {spec.architecture} + {spec.augmenter}",
-                total=spec.epochs,
-                status=f"best so far {_best(run)}",
+        self.rows[spec.trial_id] = _Row(spec, started=time.time())
+        if self.plain:
+            self.console.print(
+                f"trial {spec.trial_id} started: {spec.architecture} + {spec.augmenter}, "
+                f"up to {spec.epochs} epochs",
+                markup=False,
+                soft_wrap=True,
             )
 
     @hookimpl
     def trial_epoch_end(self, run: SearchRun, spec: TrialSpec, epoch: int, logs: dict) -> None:
-        if self.progress is not None and spec.trial_id in self.tasks:
-            self.progress.update(
-                self.tasks[spec.trial_id],
-                completed=epoch,
-                status=f"val_acc {logs.get('val_accuracy', float('nan')):.3f} "
-                f"(best so far {_best(run)}) on {spec.device}",
+        row = self.rows.get(spec.trial_id)
+        if row is None:
+            return
+        row.epoch = epoch
+        row.val_accuracy = logs.get("val_accuracy")
+        if row.val_accuracy is not None:
+            row.best = max(row.best or 0.0, row.val_accuracy)
+        if self.plain:
+            self.console.print(
+                f"trial {spec.trial_id} epoch {epoch}/{spec.epochs}: val_acc "
+                f"{_value(row.val_accuracy)} (trial best {_value(row.best)}, search best "
+                f"{_best(run)}) on {spec.device}; "
+                + budget_text(run.elapsed, run.config.time_budget),
+                markup=False,
+                soft_wrap=True,
             )
 
     @hookimpl
     def trial_end(self, run: SearchRun, result: TrialResult) -> None:
-        if self.progress is not None and result.trial_id in self.tasks:
-            self.progress.remove_task(self.tasks.pop(result.trial_id))
+        row = self.rows.get(result.trial_id)
+        if row is not None:
+            row.status, row.ended = result.status, time.time()
+            if result.val_accuracy is not None:
+                row.val_accuracy = row.best = result.val_accuracy
         if result.status == "completed":
             outcome = (
                 f"val_acc {result.val_accuracy:.3f} val_loss {result.val_loss:.3f} "
@@ -105,15 +139,17 @@ class RichReporter:
             outcome = "[yellow]stopped[/]: runs again on --resume"
         else:
             outcome = f"[red]failed[/]: {result.error}"
-        self.console.print(
-            f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}"
-        )
+        if self.plain or result.status != "completed":  # the dashboard shows the rest
+            self.console.print(
+                f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}",
+                soft_wrap=True,
+            )
 
     @hookimpl
     def search_end(self, run: SearchRun, leaderboard: list[TrialResult]) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        if self.live is not None:
+            self.live.stop()  # the last frame stays on screen
+            self.live = None
         failed = [r for r in run.results if r.status == "failed"]
         self.console.print(leaderboard_table(leaderboard, run.config.objective))
         if failed:
@@ -126,10 +162,62 @@ class RichReporter:
             self.console.print(
                 f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
             )
-
         test_metrics = run.run_dir.winner / "test_metrics.json"
         if test_metrics.exists():
             self.console.print(test_set_table(read_json(test_metrics)))
+        index = run.run_dir.path / "report" / "index.html"
+        if index.exists():
+            self.console.print(f"report: {index}")
+
+    def dashboard(self) -> Group:
+        """The live view: budget and best so far over a table of trials."""
+        run = self.run
+        rows = list(self.rows.values())
+        running = [r for r in rows if r.status == "running"]
+        shown = (
+            running
+            + [r for r in rows if r.status != "running"][-SHOW_TRIALS:][
+                : max(0, SHOW_TRIALS - len(running))
+            ]
+        )
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("trial", "status", "architecture", "augmenter", "epochs"):
+            table.add_column(column, no_wrap=True)
+        for column in ("val_acc", "best", "device", "elapsed"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for row in sorted(shown, key=lambda r: r.spec.trial_id):
+            spec = row.spec
+            table.add_row(
+                spec.trial_id,
+                Text(row.status, style=STATUS_STYLE.get(row.status, "")),
+                spec.architecture,
+                spec.augmenter,
+                _epoch_bar(row),
+                _value(row.val_accuracy),
+                _value(row.best),
+                spec.device,
+                duration(row.elapsed),
+            )
+        budget = run.config.time_budget
+        header = Table.grid(padding=(0, 2))
+        header.add_row(
+            Text(budget_text(run.elapsed, budget), style="bold"),
+            ProgressBar(total=budget, completed=min(run.elapsed, budget), width=24)
+            if budget
+            else "",
+            f"trials {len(run.results)}/{run.config.max_trials} ended",
+        )
+        header.add_row(
+            f"best so far {_best(run)}"
+            + (
+                f" ({run.leaderboard[0].trial_id} {run.leaderboard[0].architecture})"
+                if run.leaderboard
+                else ""
+            ),
+            "",
+            "devices busy: " + (", ".join(sorted({r.spec.device for r in running})) or "none"),
+        )
+        return Group(header, table)
 
 
 def test_set_table(metrics: dict) -> Table | str:
@@ -190,3 +278,31 @@ def _best(run: SearchRun) -> str:
     if not run.leaderboard:
         return "-"
     return f"{run.leaderboard[0].score(run.config.objective):.3f}"
+
+
+def _epoch_bar(row: _Row) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        ProgressBar(total=row.spec.epochs, completed=row.epoch, width=14),
+        f"{row.epoch}/{row.spec.epochs}",
+    )
+    return grid
+
+
+def _value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def budget_text(elapsed: float, budget: float | None) -> str:
+    """``budget 2m13s used, 27m47s left of 30m00s``, or the elapsed time when unlimited."""
+    if not budget:
+        return f"{duration(elapsed)} elapsed, no time budget"
+    left = max(0.0, budget - elapsed)
+    return f"budget {duration(elapsed)} used, {duration(left)} left of {duration(budget)}"
+
+
+def duration(seconds: float) -> str:
+    """``1h02m03s`` or ``2m03s``."""
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"

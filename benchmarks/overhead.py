@@ -91,11 +91,11 @@ def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings)
 def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
     """``model.fit`` on the run's arrays, with trial 0's model and hyperparameters."""
     import keras
-    from automl_plugins.baseline_cnn import baseline_cnn
 
     from automl_core.data import load_split
     from automl_core.rundir import read_json
     from automl_core.space import architecture_scope, from_config
+    from automl_plugins.baseline_cnn import baseline_cnn
 
     data = load_split(run_dir / "data")
     trial = read_json(run_dir / "trials" / "0" / "metrics.json")

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from automl_plugins.ray_executor import plan_resources
 from conftest import REPO, make_image_folder, run_automl
+
+from automl_plugins.ray_executor import plan_resources
 
 FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 

@@ -1,0 +1,85 @@
+"""The Python API: ``automl_core.search`` and ``automl_core.load``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import make_image_folder
+
+import automl_core
+from automl_core.api import parse_duration
+from automl_core.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    images = make_image_folder(root / "images")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTOML_CACHE_DIR", str(root / "cache"))
+        return automl_core.search(
+            images,
+            time_budget="5m",
+            architectures="baseline_cnn",
+            augmenters=["none"],
+            max_trials=1,
+            epochs=1,
+            executor="inline",
+            out=root / "run",
+        )
+
+
+def test_search_returns_leaderboard_winner_and_run_dir(result, capsys):
+    assert result.run_dir.name == "run" and (result.run_dir / "config.json").is_file()
+    assert [t.architecture for t in result.leaderboard] == ["baseline_cnn"]
+    assert result.best is result.leaderboard[0] and result.trials == result.leaderboard
+    assert not result.interrupted
+    assert result.report.is_file()
+    assert result.winner.classes == ["blue", "green", "red"]
+    assert capsys.readouterr().out == ""  # no live view unless verbose=True
+
+
+def test_load_gives_the_winner_for_prediction(result):
+    model = automl_core.load(result.run_dir)
+    size = model.input_size
+    pixels = np.full((2, size, size, 3), (200, 30, 30), dtype=np.float32)
+    probabilities = model.predict(pixels)
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probabilities, result.winner.predict(pixels), rtol=1e-5)
+
+
+def test_time_budget_reaches_the_config(result):
+    assert '"time_budget": 300.0' in (result.run_dir / "config.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(None, None), (90, 90.0), ("90s", 90.0), ("30m", 1800.0), ("1h30m", 5400.0), ("2", 2.0)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "10x", "-5m", "0", ""])
+def test_bad_time_budget_is_a_usage_error(text):
+    with pytest.raises(UsageError, match="time budget"):
+        parse_duration(text)
+
+
+def test_unknown_setting_names_the_valid_ones(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown search setting.*epoch_count.*max_failures"):
+        automl_core.search(tmp_path, epoch_count=3)
+
+
+def test_import_is_light_until_the_api_is_used():
+    code = (
+        "import sys, automl_core\n"
+        "assert callable(automl_core.search) and callable(automl_core.load)\n"
+        "print([m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
