@@ -21,12 +21,18 @@ from automl_core.plugins import Plugins, load_plugins, normalize_source
 from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.space import ARCHITECTURE, AUGMENTER, from_config, initial_space
 from automl_core.testset import evaluate_test_set
-from automl_core.trial import COMPLETED, FAILED, OBJECTIVES, STOPPED, TrialResult, TrialSpec
+from automl_core.trial import (
+    COMPLETED,
+    FAILED,
+    OBJECTIVES,
+    REFIT,
+    STOPPED,
+    TrialResult,
+    TrialSpec,
+)
 from automl_core.winner import save_winner
 
 POLL_SECONDS = 1.0
-REFIT = "refit"
-"""The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from automl_core.errors import UsageError
 from automl_core.model_card import CARD_JSON
 from automl_core.rundir import RunDir, read_json
 from automl_core.testset import TEST_METRICS
-from automl_core.trial import TrialResult, TrialSpec
+from automl_core.trial import REFIT, TrialResult, TrialSpec
 
 RUNNING, UNFINISHED = "running", "unfinished"
 """Statuses of a trial with no result yet: the search is still going, or it stopped."""
@@ -119,7 +119,8 @@ def load_report(path: str | Path) -> RunReport:
         raise UsageError(f"{str(path)!r} is not a search run directory (no config.json)")
     config = read_json(run_dir.config)
     state = read_json(run_dir.state) if run_dir.state.is_file() else {}
-    trials = [_trial(d, state) for d in sorted((run_dir.path / "trials").glob("*"))]
+    folders = sorted(d for d in (run_dir.path / "trials").glob("*") if d.name != REFIT)
+    trials = [_trial(d, state) for d in folders]
     trials = [t for t in trials if t is not None]
     card, test = run_dir.winner / CARD_JSON, run_dir.winner / TEST_METRICS
     return RunReport(

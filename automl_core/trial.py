@@ -19,6 +19,8 @@ from automl_core.tta import flip_accuracy
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
 """A stopped trial was interrupted by the user; a resumed search runs it again."""
+REFIT = "refit"
+"""The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
 
 
 class TrialListener(Protocol):

@@ -30,7 +30,7 @@ def main() -> None:
         time_budget=args.budget,
         architectures=["tiny_cnn", "baseline_cnn"],
         augmenters=["noise", "none"],
-        tuner="bayesian",
+        tuner="bayesian_quick",
         plugins=PLUGINS,
         max_trials=args.trials,
         epochs=args.epochs,

@@ -47,7 +47,7 @@ def test_one_file_plugins_register_what_they_say():
         *("-p", EXAMPLES / "plugins" / "bayesian_tuner.py"),
     )
     assert out.returncode == 0, out.stderr
-    assert "noise" in out.stdout and "bayesian" in out.stdout
+    assert "noise" in out.stdout and "bayesian_quick" in out.stdout
     assert out.stderr == ""
 
 
@@ -79,7 +79,7 @@ def test_api_example_end_to_end(tmp_path):
     assert f"{photo}: " in out.stdout
     assert (tmp_path / "run" / "report" / "index.html").is_file()
     config = (tmp_path / "run" / "config.json").read_text()
-    assert '"tuner": "bayesian"' in config and '"time_budget": 300.0' in config
+    assert '"tuner": "bayesian_quick"' in config and '"time_budget": 300.0' in config
 
 
 def test_cli_reference_covers_every_command_and_search_option():

@@ -74,6 +74,7 @@ def test_two_workers_run_trials_at_once_with_the_same_results(image_folder, tmp_
 
 
 def test_every_kind_of_failure_is_recorded_and_the_search_goes_on(image_folder, tmp_path):
+    """The warm start tries each of the five architectures once, at its defaults."""
     run_dir = tmp_path / "run"
     out = run_automl(
         *search_args(
@@ -82,13 +83,13 @@ def test_every_kind_of_failure_is_recorded_and_the_search_goes_on(image_folder, 
             "--architectures",
             "fails_in_build,fails_after_first_epoch,diverges,kills_itself,small",
             "--max-trials",
-            "12",
+            "5",
             "--epochs",
             "3",
             "--patience",
             "3",
             "--max-failures",
-            "12",
+            "5",
         )
     )
     assert out.returncode == 0, out.stderr

@@ -39,7 +39,7 @@ def test_cli_search_runs_two_trials_on_a_ray_cluster(ray_cluster, tmp_path):
     out = run_automl(
         "search", images, "-p", FAILURES, "--out", run_dir,
         "--architectures", "small", "--augmenters", "none",
-        "--max-trials", "2", "--epochs", "1",
+        "--max-trials", "2", "--epochs", "1", "--no-refit",
         "--executor", "ray", "--ray-address", ray_cluster, "--workers", "2",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr

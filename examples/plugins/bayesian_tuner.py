@@ -1,6 +1,8 @@
-"""A one-file tuner plugin: keras-tuner's Bayesian optimisation as a search strategy.
+"""A one-file tuner plugin: Bayesian optimisation that models the space after two trials.
 
-automl search photos/ -p examples/plugins/bayesian_tuner.py --tuner bayesian
+automl search photos/ -p examples/plugins/bayesian_tuner.py --tuner bayesian_quick
+
+(The built-in ``bayesian`` tuner waits for more random trials before it models the space.)
 """
 
 from automl_core import hookimpl
@@ -8,10 +10,10 @@ from automl_core import hookimpl
 
 @hookimpl
 def register_tuners(register):
-    register("bayesian", bayesian, description="keras-tuner BayesianOptimizationOracle")
+    register("bayesian_quick", bayesian_quick, description="Bayesian optimisation, 2 random starts")
 
 
-def bayesian(*, objective, max_trials, seed, hyperparameters):
+def bayesian_quick(*, objective, max_trials, max_epochs, seed, hyperparameters):
     """Any keras-tuner Oracle works: the engine drives it trial by trial."""
     import keras_tuner
 
