@@ -218,7 +218,7 @@ def _make_oracle(run: SearchRun):
         objective=keras_tuner.Objective(config.objective, OBJECTIVES[config.objective]),
         max_trials=config.max_trials,
         max_epochs=config.epochs,
-        seed=config.seed,
+        seed=config.seed + 1,  # keras-tuner oracles take 0 to mean "pick a random seed"
         hyperparameters=initial_space(run.architectures, run.augmenters),
     )
     oracle.verbose = 0  # the rich report owns the terminal

@@ -186,29 +186,8 @@ class ProcessPool:
             deadline = time.monotonic()  # hand back what ended; keep draining only what's queued
 
     def _collect(self, running: _Running) -> TrialResult:
-        """The trial's saved result, or a failed one saying how its process died."""
-        spec, code = running.spec, running.process.returncode
-        trial_dir = Path(spec.trial_dir)
-        if (trial_dir / "metrics.json").exists():
-            return TrialResult.load(trial_dir)
-        if code < 0:
-            reason = f"trial process killed by {signal.Signals(-code).name}"
-            if code == -signal.SIGKILL:
-                reason += " (out of memory, or killed from outside)"
-        else:
-            reason = f"trial process exited with code {code}: {_last_line(trial_dir / 'log.txt')}"
-        result = TrialResult(
-            spec.trial_id,
-            spec.architecture,
-            spec.augmenter,
-            FAILED,
-            error=reason,
-            device=spec.device,
-            started_at=running.started_at,
-            ended_at=time.time(),
-        )
-        result.save(trial_dir)
-        return result
+        spec, log = running.spec, Path(running.spec.trial_dir) / "log.txt"
+        return trial_outcome(spec, running.process.returncode, _last_line(log), running.started_at)
 
     def stop(self, *, now: bool) -> None:
         for running in self.running.values():
@@ -221,6 +200,35 @@ class ProcessPool:
         self.stop(now=True)
         for running in self.running.values():
             running.process.wait()
+
+
+def trial_outcome(spec: TrialSpec, exit_code: int, last_log_line: str, started_at: float):
+    """The result a trial process saved, or a failed one saying how the process ended."""
+    if (Path(spec.trial_dir) / "metrics.json").exists():
+        return TrialResult.load(Path(spec.trial_dir))
+    if exit_code < 0:
+        reason = f"trial process killed by {signal.Signals(-exit_code).name}"
+        if exit_code == -signal.SIGKILL:
+            reason += " (out of memory, or killed from outside)"
+    else:
+        reason = f"trial process exited with code {exit_code}: {last_log_line}"
+    return failed_result(spec, reason, started_at)
+
+
+def failed_result(spec: TrialSpec, reason: str, started_at: float) -> TrialResult:
+    """A failed trial's result, saved in its folder like any other."""
+    result = TrialResult(
+        spec.trial_id,
+        spec.architecture,
+        spec.augmenter,
+        FAILED,
+        error=reason,
+        device=spec.device,
+        started_at=started_at,
+        ended_at=time.time(),
+    )
+    result.save(Path(spec.trial_dir))
+    return result
 
 
 def _last_line(log: Path) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,8 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from automl_core import hookimpl
 from automl_core.errors import UsageError
-from automl_core.executors import BoundListener, SearchListener
-from automl_core.trial import FAILED, TrialResult, TrialSpec, one_line
+from automl_core.executors import (
+    BoundListener,
+    SearchListener,
+    failed_result,
+    trial_outcome,
+)
+from automl_core.trial import TrialResult, TrialSpec, one_line
 from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
 
 if TYPE_CHECKING:
@@ -132,7 +136,7 @@ class RayExecutor:
             reason = one_line(cause if isinstance(cause, BaseException) else error)
             if isinstance(cause, FileNotFoundError):
                 reason += " (is the run directory on storage every node mounts?)"
-            return self._failed(running, f"ray task failed: {reason}")
+            return failed_result(running.spec, f"ray task failed: {reason}", running.started_at)
         trial = BoundListener(running.spec, listener)
         if "device" in event:
             running.spec.device = event["device"]
@@ -141,36 +145,9 @@ class RayExecutor:
         elif "epoch" in event:
             trial.epoch(event["epoch"], event["logs"])
         else:
-            return self._collect(running, event["exit"], event["log"])
+            spec, started = running.spec, running.started_at
+            return trial_outcome(spec, event["exit"], event["log"], started)
         return None
-
-    def _collect(self, running: _Running, code: int, last_log_line: str) -> TrialResult:
-        """The trial's saved result, or a failed one saying how its process ended."""
-        trial_dir = Path(running.spec.trial_dir)
-        if (trial_dir / "metrics.json").exists():
-            return TrialResult.load(trial_dir)
-        if code < 0:
-            reason = f"trial process killed by {signal.Signals(-code).name}"
-            if code == -signal.SIGKILL:
-                reason += " (out of memory, or killed from outside)"
-        else:
-            reason = f"trial process exited with code {code}: {last_log_line}"
-        return self._failed(running, reason)
-
-    def _failed(self, running: _Running, reason: str) -> TrialResult:
-        spec = running.spec
-        result = TrialResult(
-            spec.trial_id,
-            spec.architecture,
-            spec.augmenter,
-            FAILED,
-            error=reason,
-            device=spec.device,
-            started_at=running.started_at,
-            ended_at=time.time(),
-        )
-        result.save(Path(spec.trial_dir))
-        return result
 
     def stop(self, *, now: bool) -> None:
         for running in self.running.values():

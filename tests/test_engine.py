@@ -183,18 +183,20 @@ def test_consecutive_failures_stop_the_search(tmp_path):
 
 
 def test_same_seed_gives_the_same_candidates(tmp_path):
-    def candidates(name):
+    def candidates(name, seed):
         run = run_search(
             tmp_path / name,
             Recorder(),
             max_trials=3,
             epochs=1,
             augmenters=["none", "brighten"],
-            seed=7,
+            seed=seed,
         )
         return [r.hyperparameters for r in run.results]
 
-    assert candidates("a") == candidates("b")
+    # seed 0 (the default) too: keras-tuner reads an oracle seed of 0 as "random"
+    assert candidates("a", 0) == candidates("b", 0)
+    assert candidates("c", 7) != candidates("d", 0)
 
 
 def test_existing_run_directory_is_refused(tmp_path):
