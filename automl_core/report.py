@@ -155,9 +155,10 @@ class RichReporter:
         if failed:
             self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.path}/trials")
         if leaderboard:
-            self.console.print(f"winner saved to [bold]{run.winner_path}[/]")
+            self.console.print(f"winner saved to [bold]{run.winner_path}[/]{_winner_notes(run)}")
         else:
             self.console.print("[red]no trial completed; no winner saved[/]")
+        self.console.print(budget_text(run.elapsed, run.config.time_budget), markup=False)
         if run.interrupted:
             self.console.print(
                 f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
@@ -289,6 +290,22 @@ def _epoch_bar(row: _Row) -> Table:
     return grid
 
 
+def _winner_notes(run: SearchRun) -> str:
+    """`` (refit on all N images, flip TTA kept)`` from ``winner.json``."""
+    path = run.run_dir.winner / "winner.json"
+    if not path.exists():
+        return ""
+    winner = read_json(path)
+    notes = []
+    if winner.get("refit"):
+        notes.append(f"refit on all {winner['refit']['images']} images")
+    tta = winner.get("test_time_augmentation") or {}
+    if tta.get("kept"):
+        gain = f"{tta['val_accuracy_without']:.3f} -> {tta['val_accuracy_with']:.3f}"
+        notes.append(f"flip TTA kept, val accuracy {gain}")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -297,7 +314,10 @@ def budget_text(elapsed: float, budget: float | None) -> str:
     """``budget 2m13s used, 27m47s left of 30m00s``, or the elapsed time when unlimited."""
     if not budget:
         return f"{duration(elapsed)} elapsed, no time budget"
-    left = max(0.0, budget - elapsed)
+    if elapsed > budget:
+        over = f"{duration(elapsed - budget)} over (the grace for finishing the winner)"
+        return f"budget {duration(elapsed)} used of {duration(budget)}, {over}"
+    left = budget - elapsed
     return f"budget {duration(elapsed)} used, {duration(left)} left of {duration(budget)}"
 
 

@@ -92,6 +92,8 @@ def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(imag
     assert state["status"] == "finished"
     assert state["time_budget"] == 20
     assert state["overshoot_seconds"] == max(0.0, state["elapsed_seconds"] - 20)
+    summary = out.stdout.replace("\n", " ")
+    assert "budget" in summary and ("over (the grace" in summary or "left of 0m20s" in summary)
     metrics = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     assert metrics and all(m["status"] == "completed" for m in metrics)
     assert all(m["epochs_run"] < 500 for m in metrics)  # cut by the deadline, not finished
