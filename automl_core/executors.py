@@ -27,7 +27,7 @@ from automl_core.trial import FAILED, TrialResult, TrialSpec, run_trial
 from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
+    from automl_core.run import SearchRun
 
 
 class SearchListener(Protocol):

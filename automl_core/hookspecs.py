@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
+    from automl_core.run import SearchRun
     from automl_core.trial import TrialResult, TrialSpec
 
 hookspec = pluggy.HookspecMarker("automl")

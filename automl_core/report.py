@@ -29,7 +29,7 @@ SHOW_TRIALS = 12
 STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "stopped": "yellow"}
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
+    from automl_core.run import SearchRun
     from automl_core.trial import TrialResult, TrialSpec
 
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from automl_core import hookimpl
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
     from automl_core.report_data import RunReport
+    from automl_core.run import SearchRun
     from automl_core.trial import TrialResult
 
 REPORT_DIR = "report"

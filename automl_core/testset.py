@@ -16,7 +16,7 @@ from automl_core.evaluate import evaluate
 from automl_core.rundir import write_json
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
+    from automl_core.run import SearchRun
 
 TEST_METRICS = "test_metrics.json"
 

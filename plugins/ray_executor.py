@@ -31,7 +31,7 @@ from automl_core.trial import TrialResult, TrialSpec, one_line
 from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
 
 if TYPE_CHECKING:
-    from automl_core.engine import SearchRun
+    from automl_core.run import SearchRun
 
 INSTALL_HINT = "the ray executor needs Ray: pip install 'automl[ray]'"
 
