@@ -141,6 +141,10 @@ def _stratified(data: ImageData, pool: np.ndarray, val_split: float, rng) -> tup
     return rng.permutation(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
+JPEG_MAGIC = b"\xff\xd8\xff"
+"""How every JPEG file starts, whatever its name."""
+
+
 def decode_image(path: str | Path, size: int) -> np.ndarray:
     """Decode one image file to uint8 RGB of shape (size, size, 3).
 
@@ -159,10 +163,6 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
         if pixels is not None:
             return pixels
     return _decode_with_pillow(io.BytesIO(data), size)
-
-
-JPEG_MAGIC = b"\xff\xd8\xff"
-"""How every JPEG file starts, whatever its name."""
 
 
 def _decode_with_pillow(file: io.BytesIO, size: int) -> np.ndarray:
