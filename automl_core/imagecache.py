@@ -12,6 +12,7 @@ straight away, without looking up each file.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import json
 import multiprocessing
@@ -201,8 +202,9 @@ class ImageCache:
 def listing_digest(paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> str:
     """A digest of every path with its size and modification time, in order: one pass over
     the listing the scan made anyway, equal only when no file was added, removed or changed."""
-    listing = repr((list(paths), [tuple(stat) for stat in stats]))
-    return hashlib.blake2b(listing.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b("\0".join(paths).encode("utf-8", "surrogateescape"))
+    digest.update(array.array("q", [value for stat in stats for value in stat]).tobytes())
+    return digest.hexdigest()
 
 
 def batch_slices(total: int) -> list[slice]:
