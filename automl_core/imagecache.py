@@ -5,10 +5,16 @@ maps each file's path to its row, keyed by the file's size and modification time
 records why the file could not be used). A changed, added or removed file re-decodes only
 that file. When the rows a dataset needs are not one contiguous run of one chunk, they
 are copied (disk to disk) into a new chunk, so the next load is a single memory map.
+Each listing loaded (every path with its size and modification time, in order) is
+remembered by its digest with where its rows are, so an unchanged folder maps its rows
+straight away, without looking up each file.
 """
 
 from __future__ import annotations
 
+import array
+import hashlib
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -24,10 +30,12 @@ import numpy as np
 
 from automl_core.data import decode_image
 
-CACHE_VERSION = 2
-BATCH = 256
-"""Files per parallel task: small enough for a smooth progress bar, large enough to amortise."""
-INLINE_BELOW = 512
+CACHE_VERSION = 3
+BATCH = 2048
+"""Most files per parallel task: large enough to amortise a task, small enough for progress."""
+TASKS_PER_WORKER = 4
+"""Tasks per worker at least (when files allow): slow files even out across workers."""
+INLINE_BELOW = 64
 """Fewer files than this decode in this process: starting workers would cost more."""
 COPY_ROWS = 4096
 """Rows copied at a time when compacting, so memory stays bounded for any dataset size."""
@@ -43,6 +51,8 @@ class Loaded:
     """Index of each path that could not be used -> why."""
     decoded: int
     reused: int
+    by_listing: bool = False
+    """Found by the whole listing's digest, without looking up any file in the index."""
 
 
 class ImageCache:
@@ -58,12 +68,20 @@ class ImageCache:
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
             "mtime INTEGER, chunk TEXT, row INTEGER, error TEXT)"
         )
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS listings (digest TEXT PRIMARY KEY, chunk TEXT, "
+            "start INTEGER, count INTEGER, errors TEXT)"
+        )
 
     def close(self) -> None:
         self.db.close()
 
     def load(self, paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> Loaded:
         """The decoded pixels of ``paths``, decoding only files new or changed since cached."""
+        digest = listing_digest(paths, stats)
+        recalled = self._recall(digest, len(paths))
+        if recalled is not None:
+            return recalled
         known = {
             path: (size, mtime, chunk, row, error)
             for path, size, mtime, chunk, row, error in self.db.execute("SELECT * FROM files")
@@ -81,10 +99,36 @@ class ImageCache:
                 entries[i] = entry
         errors = {i: error for i, (_, _, error) in enumerate(entries) if error is not None}
         rows = [(chunk, row) for chunk, row, error in entries if error is None]
-        images = self._contiguous(rows) if rows else self._empty()
-        if images is None:
-            images = self._compact(paths, entries, rows)
+        where = self._contiguous(rows) if rows else (None, 0)
+        if where is None:
+            where = self._compact(paths, entries, rows)
+        self.db.execute(
+            "INSERT OR REPLACE INTO listings VALUES (?, ?, ?, ?, ?)",
+            (digest, *where, len(rows), json.dumps(errors)),
+        )
+        images = self._rows(*where, len(rows))
         return Loaded(images, errors, decoded=len(todo), reused=len(paths) - len(todo))
+
+    def _recall(self, digest: str, files: int) -> Loaded | None:
+        """The rows of a listing loaded before, unchanged since; ``None`` if not known."""
+        known = self.db.execute(
+            "SELECT chunk, start, count, errors FROM listings WHERE digest = ?", (digest,)
+        ).fetchone()
+        if known is None:
+            return None
+        chunk, start, count, errors = known
+        try:
+            images = self._rows(chunk, start, count)
+        except FileNotFoundError:  # compacted away by another process since
+            return None
+        errors = {int(i): error for i, error in json.loads(errors).items()}
+        return Loaded(images, errors, decoded=0, reused=files, by_listing=True)
+
+    def _rows(self, chunk: str | None, start: int, count: int) -> np.ndarray:
+        """Rows ``start...start+count`` of a chunk, memory-mapped."""
+        if not count:
+            return np.zeros((0, *self._row), dtype=np.uint8)
+        return np.load(self.chunks / chunk, mmap_mode="r")[start : start + count]
 
     def _decode(self, paths, stats, todo: list[int]) -> list[tuple]:
         chunk = f"{uuid.uuid4().hex}.npy"
@@ -93,8 +137,8 @@ class ImageCache:
         )
         del target  # created on disk; the workers write into it
         batches = [
-            (str(self.chunks / chunk), self.size, start, [paths[i] for i in todo[start:][:BATCH]])
-            for start in range(0, len(todo), BATCH)
+            (str(self.chunks / chunk), self.size, part.start, [paths[i] for i in todo[part]])
+            for part in batch_slices(len(todo))
         ]
         errors = run_parallel(decode_rows, batches, len(todo), "decoding images")
         entries = [
@@ -111,16 +155,16 @@ class ImageCache:
         self.db.execute("COMMIT")
         return entries
 
-    def _contiguous(self, rows: list[tuple[str, int]]) -> np.ndarray | None:
-        """A view of one chunk when ``rows`` are a contiguous run of it, else ``None``."""
+    def _contiguous(self, rows: list[tuple[str, int]]) -> tuple[str, int] | None:
+        """``(chunk, first row)`` when ``rows`` are a contiguous run of one chunk, else ``None``."""
         chunk, start = rows[0]
         if any(c != chunk or r != start + k for k, (c, r) in enumerate(rows)):
             return None
-        return np.load(self.chunks / chunk, mmap_mode="r")[start : start + len(rows)]
+        return chunk, start
 
-    def _compact(self, paths, entries, rows) -> np.ndarray:
+    def _compact(self, paths, entries, rows) -> tuple[str, int]:
         """Copy the needed rows into one new chunk, point the index at it, drop dead chunks
-        and the entries of files that no longer exist."""
+        (and the listings in them) and the entries of files that no longer exist."""
         chunk = f"{uuid.uuid4().hex}.npy"
         target = np.lib.format.open_memmap(
             self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(rows), *self._row)
@@ -133,7 +177,6 @@ class ImageCache:
                 target[k] = sources[source][row]
         target.flush()
         del target, sources
-        images = np.load(self.chunks / chunk, mmap_mode="r")
         good = [paths[i] for i, (_, _, error) in enumerate(entries) if error is None]
         self.db.execute("BEGIN IMMEDIATE")
         before = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
@@ -145,17 +188,29 @@ class ImageCache:
         gone = [(path,) for (path,) in others if not os.path.exists(path)]
         self.db.executemany("DELETE FROM files WHERE path = ?", gone)  # removed files
         after = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
+        self.db.executemany("DELETE FROM listings WHERE chunk = ?", [(c,) for c in before - after])
         self.db.execute("COMMIT")
         for dead in before - after:  # only chunks the index used to name: never one in flight
             (self.chunks / dead).unlink(missing_ok=True)
-        return images
-
-    def _empty(self) -> np.ndarray:
-        return np.zeros((0, *self._row), dtype=np.uint8)
+        return chunk, 0
 
     @property
     def _row(self) -> tuple[int, int, int]:
         return (self.size, self.size, 3)
+
+
+def listing_digest(paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> str:
+    """A digest of every path with its size and modification time, in order: one pass over
+    the listing the scan made anyway, equal only when no file was added, removed or changed."""
+    digest = hashlib.blake2b("\0".join(paths).encode("utf-8", "surrogateescape"))
+    digest.update(array.array("q", [value for stat in stats for value in stat]).tobytes())
+    return digest.hexdigest()
+
+
+def batch_slices(total: int) -> list[slice]:
+    """``total`` items cut into tasks for ``run_parallel``: a few per worker, at most BATCH."""
+    size = max(1, min(BATCH, -(-total // (TASKS_PER_WORKER * workers()))))
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 def decode_rows(chunk: str, size: int, start: int, paths: list[str]) -> list[str | None]:

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 
 from automl_core import hookimpl
 from automl_core.data import SUBSETS, TEST, TRAIN, decode_image
-from automl_core.imagecache import BATCH, describe_error, run_parallel
+from automl_core.imagecache import batch_slices, describe_error, run_parallel
 from automl_core.scan import Scan, scan
 
 PROBE_SIZE = 8
@@ -54,7 +54,7 @@ def inspect_source(source: str, test: str | None = None) -> dict:
     found = scan(source)
     if test is not None:
         _extend(found, scan(test, TEST))
-    batches = [(found.paths[start : start + BATCH],) for start in range(0, len(found.paths), BATCH)]
+    batches = [(found.paths[part],) for part in batch_slices(len(found.paths))]
     probes = run_parallel(probe_files, batches, len(found.paths), "inspecting images")
     bad = list(found.skipped)
     good = []

@@ -5,13 +5,15 @@
 CIFAR-10 (50,000 32x32 JPEGs): our first decode (empty cache) and our cached load
 against ``keras.utils.image_dataset_from_directory`` iterated once over the whole folder,
 each in its own fresh process, side by side in one run; printed as ratios, with peak
-memory. Then a folder of large photos (written once to /tmp) decoded to 224x224.
+memory. Then a folder of large photos (written once to /tmp) decoded to 224x224. The
+load average is printed before and after: the ratios are fair only side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -91,6 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="automl-bench-") as tmp:
         cache = Path(tmp) / "cache"
+        print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         keras_run = measure("keras", args.cifar, 32, cache)
         first = measure("ours", args.cifar, 32, cache)
         cached = measure("ours", args.cifar, 32, cache)
@@ -105,6 +108,7 @@ def main() -> None:
             print(f"{args.photos} photos {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG -> 224x224")
             print(row("ours, first decode", first))
             print(row("ours, cached load", cached, first))
+        print("load average after:  {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from conftest import make_image_folder
 from PIL import Image
 
-from automl_core.data import ImageData, decode_image, split
+from automl_core.data import (
+    ImageData,
+    _decode_plain_jpeg,
+    _decode_with_pillow,
+    decode_image,
+    split,
+)
 from automl_core.errors import UsageError
 from automl_plugins.image_folder import load_image_folder, typical_size
 
@@ -22,6 +30,38 @@ def test_decode_handles_modes_and_resizes(tmp_path):
     assert clear.dtype == np.uint8
     assert (clear == 255).all()  # composited onto white
     assert (grey == 77).all()
+
+
+def _jpegs(folder) -> dict[str, bool]:
+    """A few JPEGs (name -> whether libjpeg-turbo's fast path may take it), all named .jpg."""
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 255, (12, 18, 3), np.uint8)).resize((300, 200))
+    photo.save(folder / "colour.jpg", quality=90)  # 4:2:0, drafted at 1/4 then resized
+    photo.convert("L").save(folder / "grey.jpg")
+    photo.resize((53, 37)).save(folder / "progressive.jpg", progressive=True, subsampling=0)
+    upright = Image.Exif()
+    upright[0x0112] = 1
+    photo.save(folder / "upright.jpg", exif=upright)
+    turned = Image.Exif()
+    turned[0x0112] = 6
+    photo.save(folder / "turned.jpg", exif=turned)  # must be rotated as Pillow does
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    photo.save(folder / "png_named.jpg", format="PNG")  # identified by content
+    fast = ("colour", "grey", "progressive", "upright")
+    return {f"{name}.jpg": name in fast for name in (*fast, "turned", "cmyk", "png_named")}
+
+
+@pytest.mark.parametrize("size", [16, 64, 300])
+def test_fast_jpeg_path_gives_pillows_pixels(tmp_path, size):
+    for name, fast in _jpegs(tmp_path).items():
+        data = (tmp_path / name).read_bytes()
+        assert (_decode_plain_jpeg(data, size) is not None) == fast, name
+        ours = decode_image(tmp_path / name, size).astype(int)
+        pillow = _decode_with_pillow(io.BytesIO(data), size).astype(int)
+        assert ours.shape == (size, size, 3), name
+        assert np.abs(ours - pillow).max() <= 2, name  # JPEG decoder tolerance
+    turned, upright = (decode_image(tmp_path / n, size) for n in ("turned.jpg", "upright.jpg"))
+    assert np.array_equal(turned, np.rot90(upright, k=-1))  # orientation 6: 90 deg clockwise
 
 
 def test_split_is_stratified_and_seeded():

@@ -15,6 +15,8 @@ from conftest import make_image_folder, run_automl
 from PIL import Image
 
 from automl_core.data import TEST, TRAIN, VAL, decode_image, split
+from automl_core.imagecache import ImageCache
+from automl_core.scan import scan
 from automl_plugins.image_folder import load_image_folder
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)
@@ -172,6 +174,39 @@ def test_second_load_decodes_nothing_and_a_touched_file_alone_is_redecoded(tmp_p
     assert settled.cache_stats == {"decoded": 0, "reused": 12}
     chunks = list((Path(settled.cache) / "chunks").iterdir())
     assert len(chunks) == 1  # rows copied into one memory map, the old chunks removed
+
+
+def test_an_unchanged_folder_is_found_by_its_listing_without_per_file_lookups(
+    tmp_path, isolated_cache
+):
+    folder = make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=4)
+    (folder / "blue" / "bad.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+
+    def load():
+        found = scan(folder)
+        cache = ImageCache(isolated_cache, 16)
+        try:
+            return cache.load(found.paths, found.stats)
+        finally:
+            cache.close()
+
+    first = load()
+    assert (first.by_listing, first.decoded, list(first.errors)) == (False, 9, [4])  # bad.jpg
+    again = load()
+    assert (again.by_listing, again.decoded, again.reused) == (True, 0, 9)
+    assert again.errors == first.errors
+    assert np.array_equal(again.images, first.images)
+
+    touched = folder / "red" / "000.jpg"
+    before = touched.stat().st_mtime_ns
+    os.utime(touched, ns=(before + 10**9, before + 10**9))
+    changed = load()
+    assert (changed.by_listing, changed.decoded) == (False, 1)
+    assert load().by_listing
+    os.utime(touched, ns=(before, before))  # the first listing again, but its rows were
+    restored = load()  # compacted away: the index, not a stale listing, decides
+    assert (restored.by_listing, restored.decoded) == (False, 1)
+    assert np.array_equal(restored.images, first.images)
 
 
 def test_train_val_test_folders_are_detected_and_honoured(tmp_path):
