@@ -2,7 +2,7 @@
 
 Estimates come from the trials this search already ran: a trial costs a fixed start-up
 (process, data, build, evaluation, saving) plus its epochs at the pace its architecture
-showed. Before an architecture has run, nothing is assumed and it may start.
+showed. A running trial plans its own epochs from its measured pace (``trial.py``).
 """
 
 from __future__ import annotations
@@ -51,13 +51,6 @@ class Pace:
     @property
     def overhead(self) -> float:
         return min(self.overheads, default=0.0)
-
-    def epochs_within(self, architecture: str, seconds: float, wanted: int) -> int:
-        """How many of ``wanted`` epochs fit in ``seconds`` (0: not even one)."""
-        per_epoch = self.epoch_seconds.get(architecture)
-        if per_epoch is None or seconds == float("inf"):
-            return wanted
-        return max(0, min(wanted, int((seconds - self.overhead) / per_epoch)))
 
     def shortest_trial(self) -> float:
         """The least a new trial can cost: start-up plus one epoch of the fastest candidate."""

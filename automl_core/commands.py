@@ -11,6 +11,8 @@ from automl_core.errors import UsageError
 
 @hookimpl
 def register_commands(subcommands):
+    from automl_core.run import PRECISIONS
+
     search = subcommands.add_parser(
         "search",
         help="search for the best model for an image folder",
@@ -68,9 +70,10 @@ def register_commands(subcommands):
     search.add_argument(
         "--val-split",
         type=fraction,
-        default=0.2,
+        default=None,
         metavar="F",
-        help="share of each class held out for validation (default 0.2)",
+        help="share of each class held out for validation (default 0.2, at most 5,000 "
+        "images in all)",
     )
     search.add_argument(
         "--test",
@@ -148,9 +151,10 @@ def register_commands(subcommands):
     )
     search.add_argument(
         "--precision",
-        choices=["float32", "mixed"],
-        default="float32",
-        help="mixed: float16 compute on GPUs (default float32)",
+        choices=PRECISIONS,
+        default="auto",
+        help="mixed: float16 compute on GPUs, bfloat16 on CPUs; auto (default): bfloat16 on "
+        "CPUs with AMX, else float32. Saved models are float32",
     )
     search.add_argument(
         "--ray-address",

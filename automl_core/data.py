@@ -20,6 +20,8 @@ MAX_AUTO_IMAGE_SIZE = 128
 SUBSETS = ("train", "val", "test")
 """Predefined subsets an image can belong to; ``ImageData.subset`` holds indices into it."""
 UNASSIGNED, TRAIN, VAL, TEST = -1, 0, 1, 2
+DEFAULT_VAL_SPLIT = 0.2
+MAX_DEFAULT_VAL = 5000
 
 
 @dataclass
@@ -97,13 +99,16 @@ class DatasetSplit:
         )
 
 
-def split(data: ImageData, val_split: float, seed: int) -> DatasetSplit:
+def split(data: ImageData, val_split: float | None, seed: int) -> DatasetSplit:
     """Train / validation arrays: the folder's own ``val/`` if it has one, else a seeded
-    stratified split of every class in the same proportion. Test images never train."""
+    stratified split of every class in the same proportion (by default 0.2, holding out
+    at most ``MAX_DEFAULT_VAL`` images). Test images never train."""
+    if val_split is None:
+        val_split = default_val_split(int(np.sum(_subsets(data) <= TRAIN)))
     if not 0 < val_split < 1:
         raise UsageError(f"--val-split must be between 0 and 1, got {val_split}")
     rng = np.random.default_rng(seed)
-    subset = data.subset if data.subset is not None else np.full(len(data.labels), UNASSIGNED)
+    subset = _subsets(data)
     pool = subset <= TRAIN
     if np.any(subset == VAL):
         train, val = np.flatnonzero(pool), np.flatnonzero(subset == VAL)
@@ -123,6 +128,16 @@ def split(data: ImageData, val_split: float, seed: int) -> DatasetSplit:
         data.labels[val],
         list(data.class_names),
     )
+
+
+def default_val_split(images: int) -> float:
+    """0.2, or less on large sets: a validation set past ``MAX_DEFAULT_VAL`` images
+    measures hardly better and costs training images."""
+    return min(DEFAULT_VAL_SPLIT, MAX_DEFAULT_VAL / max(1, images))
+
+
+def _subsets(data: ImageData) -> np.ndarray:
+    return data.subset if data.subset is not None else np.full(len(data.labels), UNASSIGNED)
 
 
 def _stratified(data: ImageData, pool: np.ndarray, val_split: float, rng) -> tuple:

@@ -44,7 +44,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     run.dataset_summary = images.summary() | {
         "train": len(data.y_train),
         "val": len(data.y_val),
-        "val_split": config.val_split,
+        "val_split": round(len(data.y_val) / (len(data.y_train) + len(data.y_val)), 4),
         "seed": config.seed,
     }
     write_json(run_dir.config, asdict(config))

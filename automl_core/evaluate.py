@@ -12,6 +12,16 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return matrix
 
 
+def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probabilities, axis=1) == np.asarray(labels)))
+
+
+def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class."""
+    picked = probabilities[np.arange(len(labels)), np.asarray(labels)]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
+
+
 def classification_report(
     probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]
 ) -> dict:
@@ -23,7 +33,7 @@ def classification_report(
         for i, name in enumerate(class_names)
     }
     return {
-        "accuracy": float(np.mean(predicted == labels)) if len(labels) else None,
+        "accuracy": accuracy(probabilities, labels) if len(labels) else None,
         "images": len(labels),
         "per_class_accuracy": per_class,
         "confusion_matrix": matrix.tolist(),

@@ -68,7 +68,9 @@ def register_architectures(register: Register) -> None:
 
     ``factory(hp, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model``
     declares its hyperparameters on ``hp`` and returns an uncompiled model that takes raw
-    pixel values (0..255, float32) and outputs class probabilities (softmax). A factory
+    pixel values (0..255, float32) and outputs class probabilities (softmax). Trials may
+    train in mixed precision (``--precision``): give the output layer ``dtype="float32"``
+    so the softmax stays exact; the saved model is built again in float32. A factory
     may declare the training recipe's hyperparameters (``learning_rate``,
     ``weight_decay``, ``schedule``, ...; see ``automl_core.recipe``) first to set their
     defaults for this architecture. Optional ``info`` for the warm start, which trains

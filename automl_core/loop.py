@@ -15,6 +15,9 @@ from automl_core.space import ARCHITECTURE, AUGMENTER, from_config
 from automl_core.trial import COMPLETED, FAILED, REFIT, STOPPED, TrialResult, TrialSpec
 
 POLL_SECONDS = 1.0
+FIRST_TRIAL_SHARE = 0.1
+"""With a time budget, the first warm-start trial (the cheapest architecture) plans its
+epochs to end within this share of it: a sensible model early, the rest for stronger ones."""
 
 
 class SearchLoop:
@@ -66,6 +69,7 @@ class SearchLoop:
             if len(self.run.results) + len(self.running) >= (self.run.config.max_trials or 1e9):
                 return True
             tuner_id = self._tuner_id()
+            seconds = None
             if self.rerun:
                 trial = self.rerun.pop(0)
                 self.oracle.ongoing_trials[tuner_id] = trial
@@ -76,7 +80,9 @@ class SearchLoop:
                     return True
                 if self.portfolio:
                     self._make_default(trial, *self.portfolio.pop(0))
-            spec = self._spec(trial)
+                    if self.deadline is not None and not self.run.results and not self.running:
+                        seconds = FIRST_TRIAL_SHARE * self.run.config.time_budget
+            spec = self._spec(trial, seconds)
             self.running[trial.trial_id] = trial
             self.unbuilt.add(trial.trial_id)
             self.run.plugins.hook.trial_start(run=self.run, spec=spec)
@@ -99,27 +105,26 @@ class SearchLoop:
         self.tuner_ids += 1
         return f"slot-{self.tuner_ids}"
 
-    def _spec(self, trial) -> TrialSpec:
+    def _spec(self, trial, seconds: float | None = None) -> TrialSpec:
+        """The trial to run; with a time budget it plans its epochs to end by the
+        deadline, or within ``seconds`` of its start."""
         config = self.run.config
         values = trial.hyperparameters.values
-        architecture = values[ARCHITECTURE]
-        epochs = int(values.get("tuner/epochs", config.epochs))
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
         promoted = values.get("tuner/trial_id")
-        if "tuner/epochs" not in values:  # epochs scale with the time left
-            epochs = max(1, self.pace.epochs_within(architecture, self.remaining(), epochs))
         return TrialSpec(
             trial_id=trial.trial_id,
-            architecture=architecture,
+            architecture=values[ARCHITECTURE],
             augmenter=values[AUGMENTER],
             hp_config=trial.hyperparameters.get_config(),
             trial_dir=str(self.run.run_dir.trial(trial.trial_id)),
-            epochs=epochs,
+            epochs=int(values.get("tuner/epochs", config.epochs)),
             batch_size=config.batch_size or auto_batch_size(len(self.run.data.y_train)),
             patience=config.patience,
             seed=config.seed,
             objective=config.objective,
             deadline=self.deadline,
+            seconds=seconds,
             initial_epoch=initial_epoch if promoted else 0,
             warm_start=str(self.run.run_dir.trial(promoted) / "model.keras") if promoted else None,
         )

@@ -11,6 +11,8 @@ the learning rate.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -59,38 +61,89 @@ def declare(hp, model, batch_size: int) -> Recipe:
 
 
 def fit(
-    model, recipe: Recipe, train, val, *, epochs: int, callbacks: list, initial_epoch: int = 0
+    model,
+    recipe: Recipe,
+    train,
+    val,
+    *,
+    epochs: int,
+    callbacks: list,
+    initial_epoch: int = 0,
+    plan: Callable[[int, float], int] | None = None,
 ) -> dict:
     """Compile and train from ``initial_epoch`` to ``epochs``; with fine-tuning, the second
     half of the epochs trains the backbone's top layers too, at the lower learning rate.
-    Returns the merged history of the epochs trained here."""
+
+    ``plan(epochs_done, seconds_per_epoch)``, asked after every epoch, may move the end
+    (never past ``epochs``): training stops there and the learning-rate schedule is
+    re-planned to end there too. Returns the merged history of the epochs trained here.
+    """
     steps = int(train.cardinality())
-    head_epochs = epochs
-    if recipe.fine_tune_layers and epochs > 1:
-        head_epochs = math.ceil(epochs / 2)
+    end = Planned(epochs, plan)
     merged: dict[str, list[float]] = {}
-    phases = [(initial_epoch, head_epochs, 1.0)]
-    if head_epochs < epochs:
-        phases.append((max(initial_epoch, head_epochs), epochs, recipe.fine_tune_lr_factor))
-    for first, last, scale in phases:
-        if first >= last:
+    first = initial_epoch
+    for tuning in (False, True):
+        if tuning and not recipe.fine_tune_layers:
+            break
+        if first >= end.last(recipe, tuning):
             continue
-        if scale != 1.0:
+        if tuning:
             for backbone in frozen_backbones(model):
                 unfreeze_top(backbone, recipe.fine_tune_layers)
-        _compile(model, recipe, steps * (last - first), scale)
+        scale = recipe.fine_tune_lr_factor if tuning else 1.0
+        schedule = _compile(model, recipe, steps * (end.last(recipe, tuning) - first), scale)
         history = model.fit(
             train,
             validation_data=val,
-            epochs=last,
+            epochs=end.last(recipe, tuning),
             initial_epoch=first,
             verbose=0,
-            callbacks=callbacks,
+            callbacks=[*callbacks, end.callback(recipe, tuning, schedule, steps, first)],
             shuffle=False,  # the pipeline shuffles, seeded
         )
         for key, values in history.history.items():
             merged.setdefault(key, []).extend(float(v) for v in values)
+        first += len(history.history.get("loss", []))
+        if first < end.last(recipe, tuning):
+            break  # stopped early: patience, the deadline or the user
     return merged
+
+
+class Planned:
+    """Where training ends: ``epochs``, or sooner when the plan says so."""
+
+    def __init__(self, epochs: int, plan: Callable[[int, float], int] | None):
+        self.most, self.epochs, self.plan = epochs, epochs, plan
+
+    def last(self, recipe: Recipe, tuning: bool) -> int:
+        """The end of the current phase: the first half of the epochs trains the head
+        alone when there is a fine-tuning phase."""
+        if recipe.fine_tune_layers and not tuning and self.epochs > 1:
+            return math.ceil(self.epochs / 2)
+        return self.epochs
+
+    def callback(self, recipe: Recipe, tuning: bool, schedule, steps: int, first: int):
+        """A Keras callback that re-plans after each epoch, from that epoch's duration."""
+        import keras
+
+        planned = self
+
+        class Replan(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if planned.plan is None:
+                    return
+                seconds = time.perf_counter() - self.started
+                wanted = planned.plan(epoch + 1, seconds)
+                planned.epochs = max(epoch + 1, min(planned.most, wanted))
+                last = planned.last(recipe, tuning)
+                schedule.replan(steps * (last - first))
+                if epoch + 1 >= last:
+                    self.model.stop_training = True
+
+        return Replan()
 
 
 def frozen_backbones(model) -> list:
@@ -114,21 +167,16 @@ def unfreeze_top(backbone, count: int) -> None:
 
 def learning_rate_schedule(recipe: Recipe, total_steps: int, scale: float = 1.0):
     """Cosine decay after a linear warm-up, or one-cycle (long warm-up from lr/25)."""
-    import keras
+    from automl_core.schedule import WarmupCosine
 
     peak = recipe.learning_rate * scale
     if recipe.schedule == "onecycle":
-        start, warm = peak / 25, round(total_steps * ONECYCLE_WARMUP)
-    else:
-        start, warm = 0.0, round(total_steps * recipe.warmup)
-    if warm == 0:
-        return keras.optimizers.schedules.CosineDecay(peak, max(1, total_steps))
-    return keras.optimizers.schedules.CosineDecay(
-        start, max(1, total_steps - warm), warmup_target=peak, warmup_steps=warm
-    )
+        return WarmupCosine(peak / 25, peak, ONECYCLE_WARMUP, total_steps)
+    return WarmupCosine(0.0, peak, recipe.warmup, total_steps)
 
 
-def _compile(model, recipe: Recipe, total_steps: int, scale: float = 1.0) -> None:
+def _compile(model, recipe: Recipe, total_steps: int, scale: float = 1.0):
+    """Compile for ``total_steps`` steps; returns the learning-rate schedule."""
     import keras
 
     schedule = learning_rate_schedule(recipe, total_steps, scale)
@@ -144,3 +192,4 @@ def _compile(model, recipe: Recipe, total_steps: int, scale: float = 1.0) -> Non
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
+    return schedule

@@ -13,6 +13,9 @@ from automl_core.plugins import Plugins
 from automl_core.rundir import RunDir, write_json
 from automl_core.trial import COMPLETED, OBJECTIVES, TrialResult
 
+PRECISIONS = ("auto", "float32", "mixed")
+"""``--precision``: see ``automl_core.worker.training_policy``."""
+
 
 @dataclass
 class SearchConfig:
@@ -34,7 +37,8 @@ class SearchConfig:
     batch_size: int | None = None
     """``None``: 32 for small data, doubling up to 256 while an epoch keeps 40+ steps."""
     patience: int = 5
-    val_split: float = 0.2
+    val_split: float | None = None
+    """Share of each class held out; default ``data.DEFAULT_VAL_SPLIT``, capped."""
     test: str | None = None
     """A separate test folder the winner is scored on (``--test``)."""
     image_size: int | None = None
@@ -45,7 +49,7 @@ class SearchConfig:
     """CPU trials at once (default 1); on GPUs, trials per GPU."""
     devices: str | None = None
     """GPU ids to use (``"0,2"``); default: every visible GPU."""
-    precision: str = "float32"
+    precision: str = "auto"
     ray_address: str | None = None
     out: str | None = None
     plugins: list[str] = field(default_factory=list)
@@ -72,8 +76,10 @@ class SearchConfig:
             raise UsageError(
                 f"unknown objective {self.objective!r} (choose from {', '.join(OBJECTIVES)})"
             )
-        if self.precision not in ("float32", "mixed"):
-            raise UsageError(f"precision must be float32 or mixed, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 @dataclass

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from automl_core.data import DatasetSplit
+from automl_core.evaluate import accuracy, cross_entropy
 from automl_core.rundir import atomic_target, read_json, write_json
 from automl_core.space import architecture_scope, augmenter_scope, from_config
-from automl_core.tta import flip_accuracy
+from automl_core.tta import flip_predictions
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
 COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
 """A stopped trial was interrupted by the user; a resumed search runs it again."""
+FINISH_EPOCHS = 0.25
+"""Evaluating and saving a trial, in epochs of its training: kept free before its end."""
 REFIT = "refit"
 """The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
 
@@ -52,6 +55,8 @@ class TrialSpec:
     """The slot the trial runs on (``cpu:0``, ``gpu:1``), recorded with its result."""
     deadline: float | None = None
     """Wall-clock time (``time.time()``) at which training stops, keeping its best epoch."""
+    seconds: float | None = None
+    """The trial's share of a time budget: its epochs are planned to end within it."""
     initial_epoch: int = 0
     """Epochs already trained: with ``warm_start``, training continues from there."""
     warm_start: str | None = None
@@ -209,18 +214,51 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         epochs=spec.epochs,
         callbacks=callbacks,
         initial_epoch=spec.initial_epoch,
+        plan=_epoch_plan(spec, result.started_at),
     )
     result.train_seconds = time.perf_counter() - start
     result.epochs_run = spec.initial_epoch + len(result.history.get("loss", []))
     if any(not math.isfinite(v) for v in result.history.get("loss", [])):
         raise FloatingPointError("training diverged (loss became NaN or infinite)")
     result.best_epoch = (stopper.best_epoch + 1) if stopper.best_weights is not None else None
-    val_loss, val_accuracy = model.evaluate(val, verbose=0)
-    result.val_loss, result.val_accuracy = float(val_loss), float(val_accuracy)
-    result.val_accuracy_tta = flip_accuracy(model, val, data.y_val)
+    with architecture_scope(hp, spec.architecture):
+        model = shipped(model, lambda: architecture(hp, data.input_shape, data.num_classes))
+    plain, mirrored = flip_predictions(model, val)
+    result.val_accuracy = accuracy(plain, data.y_val)
+    result.val_loss = cross_entropy(plain, data.y_val)
+    result.val_accuracy_tta = accuracy(plain + mirrored, data.y_val)
     with atomic_target(Path(spec.trial_dir) / "model.keras") as tmp:
         model.save(tmp)
     result.model_path = str(Path(spec.trial_dir) / "model.keras")
+
+
+def _epoch_plan(spec: TrialSpec, started: float):
+    """How many epochs end within the trial's time, asked after each epoch (``None``
+    when the trial has no time limit)."""
+    ends = [end for end in (spec.deadline, spec.seconds and started + spec.seconds) if end]
+    if not ends:
+        return None
+
+    def plan(done: int, epoch_seconds: float) -> int:
+        left = min(ends) - time.time() - FINISH_EPOCHS * epoch_seconds
+        return done + int(max(0.0, left) / epoch_seconds)
+
+    return plan
+
+
+def shipped(model, build: Callable):
+    """The trained ``model`` as it ships: float32 (it may have trained in mixed
+    precision) and uncompiled; ``build`` makes the same model again."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def train_val_pipelines(data: DatasetSplit, batch_size: int, *, seed: int, augment=None):

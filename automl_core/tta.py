@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def flip_accuracy(model, dataset, labels: np.ndarray) -> float:
-    """Validation accuracy with flip averaging; ``dataset`` yields (images, labels)."""
+def flip_predictions(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s probabilities on each image and on its mirror image; ``dataset``
+    yields (images, labels)."""
     import tensorflow as tf
 
     plain = model.predict(dataset, verbose=0)
     mirrored = model.predict(dataset.map(lambda x, y: (tf.reverse(x, axis=[2]), y)), verbose=0)
-    return float(np.mean(np.argmax(plain + mirrored, axis=1) == np.asarray(labels)))
+    return plain, mirrored
 
 
 def with_flip_averaging(model):

@@ -74,7 +74,7 @@ def _die_with_parent() -> None:
 
 
 def _configure_tensorflow() -> None:
-    """Threads for this CPU slot, memory growth on GPUs, optional mixed precision."""
+    """Threads for this CPU slot, memory growth on GPUs, mixed precision where it pays."""
     import tensorflow as tf
 
     threads = os.environ.get(THREADS_ENV)
@@ -84,10 +84,35 @@ def _configure_tensorflow() -> None:
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
-    if gpus and os.environ.get(PRECISION_ENV) == "mixed":
+    policy = training_policy(os.environ.get(PRECISION_ENV, "auto"), on_gpu=bool(gpus))
+    if policy is not None:
         import keras
 
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def training_policy(precision: str, *, on_gpu: bool) -> str | None:
+    """The Keras dtype policy trials train under (``None``: float32).
+
+    ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on CPUs with
+    bfloat16 matrix units (Intel AMX), where it about halves a convnet's training time;
+    float32 elsewhere. Models are saved in float32 whatever they trained in.
+    """
+    if precision == "float32" or (on_gpu and precision == "auto"):
+        return None
+    if on_gpu:
+        return "mixed_float16"
+    if precision == "mixed" or cpu_has_bfloat16_matrix_units():
+        return "mixed_bfloat16"
+    return None
+
+
+def cpu_has_bfloat16_matrix_units() -> bool:
+    """Linux: the CPU flags include ``amx_bf16``."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def build(name: str, hp, input_shape, num_classes: int, weights: str | None = No
     x = layers.GlobalAveragePooling2D()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax")(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -43,5 +43,5 @@ def baseline_cnn(hp, input_shape, num_classes):
     x = layers.Dense(dense, activation="relu")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax")(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="baseline_cnn")

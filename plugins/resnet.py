@@ -1,7 +1,7 @@
 """``resnet``: a small residual net for small images, after the fast CIFAR-10 recipes.
 
 The layout follows what the airbench / hlb-CIFAR10 family found trains fastest: a tiny
-2x2 stem, then three groups of conv -> max-pool -> batch norm -> GELU, each followed by
+2x2 stem, then three groups of conv -> max-pool -> batch norm -> ReLU, each followed by
 residual conv units, batch norm with fast statistics (momentum 0.6) and no learnable
 scale, convs without biases, a global max-pool head. Its recipe defaults are theirs too:
 label smoothing 0.2 and a one-cycle schedule. Widths are sized for a CPU: the default is
@@ -44,31 +44,31 @@ def resnet(hp, input_shape, num_classes):
     inputs = keras.Input(shape=input_shape)
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(width, 2 if small else 3, strides=1 if small else 2, padding="same")(x)
-    x = layers.Activation("gelu")(x)
+    x = layers.Activation("relu")(x)
     for multiple in (1, 2, 4):
         x = _group(x, width * multiple, depth)
     x = layers.GlobalMaxPooling2D()(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax")(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="resnet")
 
 
 def _group(x, filters: int, depth: int):
-    """conv -> pool -> BN -> GELU, then ``depth`` residual conv units at that width."""
+    """conv -> pool -> BN -> ReLU, then ``depth`` residual conv units at that width."""
     from keras import layers
 
-    x = _conv_bn_gelu(x, filters, pool=True)
+    x = _conv_bn_relu(x, filters, pool=True)
     for _ in range(depth):
-        x = layers.Add()([x, _conv_bn_gelu(x, filters)])
+        x = layers.Add()([x, _conv_bn_relu(x, filters)])
     return x
 
 
-def _conv_bn_gelu(x, filters: int, pool: bool = False):
+def _conv_bn_relu(x, filters: int, pool: bool = False):
     from keras import layers
 
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     if pool:
         x = layers.MaxPooling2D()(x)
     x = layers.BatchNormalization(momentum=0.6, scale=False)(x)
-    return layers.Activation("gelu")(x)
+    return layers.Activation("relu")(x)

@@ -57,7 +57,7 @@ def vit(hp, input_shape, num_classes):
         x = _block(x, width, heads, mlp_ratio, dropout)
     x = layers.LayerNormalization()(x)
     x = layers.GlobalAveragePooling1D()(x)
-    outputs = layers.Dense(int(num_classes), activation="softmax")(x)
+    outputs = layers.Dense(int(num_classes), activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="vit")
 
 
