@@ -89,8 +89,15 @@ def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings)
 
 
 def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
-    """``model.fit`` on the run's arrays, with trial 0's model and hyperparameters."""
+    """``model.fit`` on the run's arrays, with trial 0's model and hyperparameters, in the
+    precision a trial trains in by default (``--precision auto``)."""
     import keras
+    import tensorflow as tf
+
+    from automl_core.worker import training_policy
+
+    gpus = tf.config.list_physical_devices("GPU")
+    keras.mixed_precision.set_global_policy(training_policy("auto", on_gpu=bool(gpus)) or "float32")
 
     from automl_core.data import load_split
     from automl_core.rundir import read_json

@@ -73,25 +73,41 @@ def cutmix(hp):
 
 def flip_crop_cutout(hp):
     """Flip, translate by up to ``crop`` of the side with reflected borders (the same
-    pixels as reflect-pad then random-crop), then blank one square of ``cutout`` x side."""
-    import keras
-    from keras import layers
-
-    crop = hp.Float("crop", 0.0625, 0.125, step=0.0625, default=0.125)
-    cutout = hp.Float("cutout", 0.0, 0.5, step=0.25, default=0.25)
-    flip_crop = keras.Sequential(
-        [
-            layers.RandomFlip("horizontal"),
-            layers.RandomTranslation(crop, crop, fill_mode="reflect", interpolation="nearest"),
-        ],
-        name="flip_crop",
-    )
+    pixels as reflect-pad then random-crop), then blank one square of ``cutout`` x side.
+    The defaults are airbench's for short training: 2 pixels of 32, no cutout."""
+    crop = hp.Float("crop", 0.0625, 0.125, step=0.0625, default=0.0625)
+    cutout = hp.Float("cutout", 0.0, 0.5, step=0.25, default=0.0)
 
     def augment(images, training=True):
-        images = flip_crop(images, training=training)
-        return random_cutout(images, cutout) if training and cutout else images
+        if not training:
+            return images
+        images = random_flip_translate(images, crop)
+        return random_cutout(images, cutout) if cutout else images
 
     return augment
+
+
+def random_flip_translate(images, share: float):
+    """Mirror half the images left-right and shift each by up to ``share`` of its side,
+    borders reflected: two gathers per batch, several times cheaper than Keras's
+    ``RandomFlip`` + ``RandomTranslation`` (an image transform per image)."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+
+    def shifted(size, flip=None):
+        most = tf.cast(tf.cast(size, "float32") * share, "int32")
+        index = tf.range(size)[None, :]
+        if flip is not None:
+            index = tf.where(flip, size - 1 - index, index)
+        index = tf.abs(index + tf.random.uniform([batch, 1], -most, most + 1, dtype="int32"))
+        return (size - 1) - tf.abs((size - 1) - index)  # reflect at both borders
+
+    rows = shifted(height)
+    cols = shifted(width, flip=tf.random.uniform([batch, 1]) < 0.5)
+    images = tf.gather(images, rows, axis=1, batch_dims=1)
+    return tf.gather(images, cols, axis=2, batch_dims=1)
 
 
 def random_cutout(images, size: float, fill: float = 127.5):

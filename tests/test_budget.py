@@ -97,6 +97,9 @@ def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(imag
     metrics = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     assert metrics and all(m["status"] == "completed" for m in metrics)
     assert all(m["epochs_run"] < 500 for m in metrics)  # cut by the deadline, not finished
+    # the first warm-start trial plans its epochs within a tenth of the budget
+    first = json.loads((run_dir / "trials" / "0000" / "spec.json").read_text())
+    assert first["seconds"] == 2.0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["max_trials"] is None
     assert (run_dir / "winner" / "model.keras").exists()

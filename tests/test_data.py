@@ -14,6 +14,7 @@ from automl_core.data import (
     _decode_plain_jpeg,
     _decode_with_pillow,
     decode_image,
+    default_val_split,
     split,
 )
 from automl_core.errors import UsageError
@@ -80,6 +81,16 @@ def test_split_is_stratified_and_seeded():
     assert np.array_equal(first.x_val, again.x_val)
     other = split(data, 0.2, seed=2)
     assert not np.array_equal(first.x_val, other.x_val)
+
+
+def test_default_validation_share_is_a_fifth_holding_out_at_most_5000_images():
+    assert default_val_split(1000) == 0.2
+    assert default_val_split(40_000) == pytest.approx(0.125)
+    labels = np.repeat(np.arange(2, dtype=np.int32), 15_000)
+    data = ImageData(np.zeros((30_000, 1, 1, 1), np.uint8), labels, ["a", "b"], "test")
+    held_out = split(data, None, seed=0)
+    assert np.bincount(held_out.y_val).tolist() == [2500, 2500]
+    assert len(split(data, 0.2, seed=0).y_val) == 6000  # an explicit share is kept
 
 
 def test_class_too_small_to_split_is_a_usage_error():

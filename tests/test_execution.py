@@ -14,6 +14,7 @@ import pytest
 from conftest import run_automl
 
 from automl_core.devices import plan_slots, visible_gpus
+from automl_core.worker import cpu_has_bfloat16_matrix_units, training_policy
 
 FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 
@@ -216,6 +217,16 @@ def test_gpu_slots_follow_devices_and_cuda_visible_devices(monkeypatch):
     cpu = plan_slots(workers=2)
     assert [s.name for s in cpu] == ["cpu:0", "cpu:1"]
     assert all(s.threads == max(1, (os.cpu_count() or 1) // 2) for s in cpu)
+
+
+def test_precision_picks_float16_on_gpus_and_bfloat16_on_cpus_that_have_amx():
+    assert training_policy("float32", on_gpu=True) is None
+    assert training_policy("float32", on_gpu=False) is None
+    assert training_policy("mixed", on_gpu=True) == "mixed_float16"
+    assert training_policy("mixed", on_gpu=False) == "mixed_bfloat16"
+    assert training_policy("auto", on_gpu=True) is None
+    amx = cpu_has_bfloat16_matrix_units()
+    assert training_policy("auto", on_gpu=False) == ("mixed_bfloat16" if amx else None)
 
 
 def test_simulated_gpus_pin_each_trial_to_its_device(image_folder, tmp_path):

@@ -10,7 +10,7 @@ from automl_core import recipe
 from automl_core.data import DatasetSplit
 from automl_core.plugins import load_plugins
 from automl_core.space import architecture_scope, augmenter_scope, initial_space
-from automl_core.trial import TrialSpec, run_trial, train_val_pipelines
+from automl_core.trial import TrialSpec, run_trial, shipped, train_val_pipelines
 from automl_plugins import backbones
 
 PLUGINS = load_plugins()
@@ -90,6 +90,24 @@ def test_augmenter_changes_training_batches_only(name):
     np.testing.assert_array_equal(val_y, np.eye(3)[data.y_val])
 
 
+def test_flip_translate_mirrors_and_shifts_pixels_without_inventing_any():
+    import tensorflow as tf
+
+    from automl_plugins.augment import random_flip_translate
+
+    tf.random.set_seed(0)
+    images = np.arange(64 * 8 * 8, dtype="float32").reshape(64, 8, 8, 1)
+    flipped = random_flip_translate(tf.constant(images), 0.0).numpy()
+    mirrored = [np.array_equal(out, img[:, ::-1]) for out, img in zip(flipped, images, strict=True)]
+    kept = [np.array_equal(out, img) for out, img in zip(flipped, images, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 16 < sum(mirrored) < 48
+    moved = random_flip_translate(tf.constant(images), 0.25).numpy()
+    pairs = list(zip(moved, images, strict=True))
+    assert all(set(out.ravel()) <= set(img.ravel()) for out, img in pairs)
+    assert sum(not np.array_equal(out, img) for out, img in pairs) > 48
+
+
 def test_architecture_defaults_override_the_recipe():
     _, plan = build("resnet", (32, 32, 3), fixed={"width": 16})
     assert (plan.label_smoothing, plan.schedule, plan.batch_size) == (0.2, "onecycle", 8)
@@ -105,6 +123,42 @@ def test_schedule_warms_up_then_decays():
     assert rates[0] == pytest.approx(1e-2 / 25)
     assert rates[1] == pytest.approx(1e-2)
     assert rates[2] < rates[0]
+
+
+def test_training_stops_where_the_plan_says_and_the_schedule_ends_there():
+    data = tiny_data((16, 16, 3))
+    model, plan = build("baseline_cnn", (16, 16, 3))
+    train, val = train_val_pipelines(data, 4, seed=0)
+    asked = []
+
+    def two_epochs_fit(done, seconds):
+        asked.append(done)
+        assert seconds > 0
+        return 2
+
+    history = recipe.fit(model, plan, train, val, epochs=5, callbacks=[], plan=two_epochs_fit)
+    assert len(history["loss"]) == 2 and asked == [1, 2]
+    assert int(model.optimizer.iterations) == 4  # 2 epochs of 2 batches
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_model_trained_in_mixed_precision_ships_in_float32():
+    shape = (16, 16, 3)
+    data = tiny_data(shape)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model, _ = build("resnet", shape)
+        model.compile(optimizer="adam", loss="categorical_crossentropy")
+        model.train_on_batch(data.x_train.astype("float32"), np.eye(3)[data.y_train])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in model.layers)
+    copy = shipped(model, lambda: build("resnet", shape)[0])
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    for got, want in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    images = data.x_val.astype("float32")
+    np.testing.assert_allclose(copy.predict(images), model.predict(images), atol=0.05)
 
 
 def _backbone_weights(tmp_path):
