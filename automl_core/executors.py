@@ -2,7 +2,9 @@
 
 ``local`` (the default) starts one process per trial, pinned to a free device slot: a GPU
 each, or a share of the CPU cores (``--workers``). A crash, an out-of-memory error or a
-SIGKILL then takes down one trial, and GPU memory is returned when its process ends.
+SIGKILL then takes down one trial, and GPU memory is returned when its process ends. Once
+a slot's trial has trained its first epoch, the process for the slot's next trial starts
+and gets ready (TensorFlow, plugins, data) while that trial trains.
 ``inline`` trains in the calling process, one trial at a time: for debugging, and for
 plugins registered in memory rather than from a file or module.
 """
@@ -24,7 +26,13 @@ from typing import TYPE_CHECKING, Protocol
 from automl_core import hookimpl
 from automl_core.devices import Slot, plan_slots
 from automl_core.trial import FAILED, TrialResult, TrialSpec, run_trial
-from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
+from automl_core.worker import (
+    PARENT_ENV,
+    PRECISION_ENV,
+    STOP_FILE,
+    THREADS_ENV,
+    WAIT_FOR_TRIAL,
+)
 
 if TYPE_CHECKING:
     from automl_core.run import SearchRun
@@ -128,9 +136,41 @@ class ProcessPool:
         self.precision = config.precision
         self.running: dict[str, _Running] = {}
         self.events: queue.Queue = queue.Queue()
+        self.warm: dict[str, subprocess.Popen] = {}
+        """Slot name -> a process ready for that slot's next trial."""
+        self.stopping = False
 
     def free_slots(self) -> int:
         return len(self.free)
+
+    def _start(self, slot: Slot, trial_id: str, log) -> subprocess.Popen:
+        env = os.environ | slot.env | {PARENT_ENV: str(os.getpid()), PRECISION_ENV: self.precision}
+        if slot.threads:
+            env[THREADS_ENV] = str(slot.threads)
+        return subprocess.Popen(
+            [sys.executable, "-m", "automl_core.worker", str(self.run_dir), trial_id],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.PIPE if trial_id == WAIT_FOR_TRIAL else subprocess.DEVNULL,
+            env=env,
+        )
+
+    def _warm_process(self, slot: Slot, trial_id: str) -> subprocess.Popen | None:
+        """The slot's warm process, handed ``trial_id``; ``None`` if there is none alive."""
+        process = self.warm.pop(slot.name, None)
+        if process is None or process.poll() is not None:
+            return None
+        try:
+            process.stdin.write(f"{trial_id}\n".encode())
+            process.stdin.close()
+        except OSError:
+            process.kill()
+            return None
+        return process
+
+    def _keep_warm(self, slot: Slot) -> None:
+        if slot.name not in self.warm and not self.stopping:
+            self.warm[slot.name] = self._start(slot, WAIT_FOR_TRIAL, subprocess.DEVNULL)
 
     def submit(self, spec: TrialSpec) -> None:
         slot = self.free.pop(0)
@@ -140,17 +180,10 @@ class ProcessPool:
         for leftover in ("metrics.json", STOP_FILE):  # from an interrupted attempt
             (trial_dir / leftover).unlink(missing_ok=True)
         spec.save()
-        env = os.environ | slot.env | {PARENT_ENV: str(os.getpid()), PRECISION_ENV: self.precision}
-        if slot.threads:
-            env[THREADS_ENV] = str(slot.threads)
-        with open(trial_dir / "log.txt", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "automl_core.worker", str(self.run_dir), spec.trial_id],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
+        process = self._warm_process(slot, spec.trial_id)
+        if process is None:
+            with open(trial_dir / "log.txt", "ab") as log:
+                process = self._start(slot, spec.trial_id, log)
         self.running[spec.trial_id] = _Running(spec, slot, process, time.time())
         threading.Thread(target=self._relay, args=(spec, process), daemon=True).start()
 
@@ -180,6 +213,7 @@ class ProcessPool:
                     trial.built(event["built"])
                 else:
                     trial.epoch(event["epoch"], event["logs"])
+                    self._keep_warm(running.slot)
                 continue
             ended.append(self._collect(self.running.pop(trial_id)))
             self.free.append(running.slot)
@@ -190,6 +224,9 @@ class ProcessPool:
         return trial_outcome(spec, running.process.returncode, _last_line(log), running.started_at)
 
     def stop(self, *, now: bool) -> None:
+        self.stopping = True
+        for process in self.warm.values():
+            process.kill()
         for running in self.running.values():
             if now:
                 running.process.kill()
@@ -198,8 +235,9 @@ class ProcessPool:
 
     def close(self) -> None:
         self.stop(now=True)
-        for running in self.running.values():
-            running.process.wait()
+        for process in [*self.warm.values(), *(r.process for r in self.running.values())]:
+            process.wait()
+        self.warm.clear()
 
 
 def trial_outcome(spec: TrialSpec, exit_code: int, last_log_line: str, started_at: float):

@@ -68,15 +68,17 @@ def register_architectures(register: Register) -> None:
 
     ``factory(hp, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model``
     declares its hyperparameters on ``hp`` and returns an uncompiled model that takes raw
-    pixel values (0..255, float32) and outputs class probabilities (softmax). Trials may
-    train in mixed precision (``--precision``): give the output layer ``dtype="float32"``
-    so the softmax stays exact; the saved model is built again in float32. A factory
+    pixel values (0..255, float32) and outputs class probabilities (softmax). A factory
     may declare the training recipe's hyperparameters (``learning_rate``,
     ``weight_decay``, ``schedule``, ...; see ``automl_core.recipe``) first to set their
     defaults for this architecture. Optional ``info`` for the warm start, which trains
     every architecture at its defaults first: ``cost=`` (relative training time at its
     defaults, ``baseline_cnn`` = 1; cheapest first) and ``augmenter=`` (the augmenter of
-    its known-good recipe).
+    its known-good recipe). ``mixed_precision=True`` declares the model trains correctly
+    under a mixed dtype policy (standard Keras layers do; custom layers must compute in
+    ``self.compute_dtype``; give the output layer ``dtype="float32"``): ``--precision
+    auto`` then trains it in bfloat16 on CPUs with AMX. The saved model is built again in
+    float32 whatever it trained in.
     """
 
 

@@ -1,7 +1,10 @@
 """The process a trial runs in: ``python -m automl_core.worker RUN_DIR TRIAL_ID``.
 
 It reads the trial's ``spec.json`` and the run's data split (memory-mapped), loads the
-same plugins as the search, trains, and writes the result to the trial directory. The
+same plugins as the search, trains, and writes the result to the trial directory. Started
+with ``-`` for the trial id, it is a warm process: it imports TensorFlow, loads the
+plugins and the data, then waits for its trial id on stdin, so the next trial on a slot
+does not wait for all that. It still runs one trial only. The
 built model's hyperparameters and each epoch are reported as JSON lines on stdout;
 everything else goes to stderr (the trial's log). A ``STOP`` file in the trial folder
 asks it to stop after the current epoch (a file, not a signal: no race with start-up,
@@ -14,8 +17,10 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
+WAIT_FOR_TRIAL = "-"
 PARENT_ENV = "AUTOML_PARENT_PID"
 THREADS_ENV = "AUTOML_THREADS"
 PRECISION_ENV = "AUTOML_PRECISION"
@@ -35,11 +40,27 @@ def main(argv: list[str]) -> int:
     from automl_core.rundir import read_json
     from automl_core.trial import TrialSpec, run_trial
 
+    plugins = load_plugins(read_json(run_dir / "config.json")["plugins"])
+    data = load_split(run_dir / "data")
+    if trial_id == WAIT_FOR_TRIAL:
+        ready = time.perf_counter()
+        trial_id = sys.stdin.readline().strip()
+        if not trial_id:  # the search ended without a trial for this process
+            return 0
+        log = open(run_dir / "trials" / trial_id / "log.txt", "ab")  # noqa: SIM115
+        os.dup2(log.fileno(), 2)
+        os.dup2(2, 1)
+        print(
+            f"automl: warm process {os.getpid()}, ready "
+            f"{time.perf_counter() - ready:.1f}s before its trial",
+            file=sys.stderr,
+        )
     trial_dir = run_dir / "trials" / trial_id
     spec = TrialSpec.load(trial_dir)
-    plugins = load_plugins(read_json(run_dir / "config.json")["plugins"])
     for failure in plugins.failures:
         print(f"automl: warning: {failure}", file=sys.stderr)
+    architecture = plugins["architectures"].get(spec.architecture)
+    _set_precision(architecture)
 
     class Events:
         """Each event is one JSON line on the parent's pipe."""
@@ -52,8 +73,8 @@ def main(argv: list[str]) -> int:
 
     run_trial(
         spec,
-        load_split(run_dir / "data"),
-        plugins["architectures"].get(spec.architecture).obj,
+        data,
+        architecture.obj,
         plugins["augmenters"].get(spec.augmenter).obj,
         Events(),
         stop_requested=(trial_dir / STOP_FILE).exists,
@@ -74,35 +95,41 @@ def _die_with_parent() -> None:
 
 
 def _configure_tensorflow() -> None:
-    """Threads for this CPU slot, memory growth on GPUs, mixed precision where it pays."""
+    """Threads for this CPU slot, memory growth on GPUs."""
     import tensorflow as tf
 
     threads = os.environ.get(THREADS_ENV)
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
+    for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)
-    policy = training_policy(os.environ.get(PRECISION_ENV, "auto"), on_gpu=bool(gpus))
-    if policy is not None:
-        import keras
-
-        keras.mixed_precision.set_global_policy(policy)
 
 
-def training_policy(precision: str, *, on_gpu: bool) -> str | None:
-    """The Keras dtype policy trials train under (``None``: float32).
+def _set_precision(architecture) -> None:
+    """Mixed precision for this trial, where ``--precision`` and the architecture allow."""
+    import keras
+    import tensorflow as tf
+
+    policy = training_policy(
+        os.environ.get(PRECISION_ENV, "auto"),
+        on_gpu=bool(tf.config.list_physical_devices("GPU")),
+        declared=bool(architecture.info.get("mixed_precision")),
+    )
+    keras.mixed_precision.set_global_policy(policy or "float32")
+
+
+def training_policy(precision: str, *, on_gpu: bool, declared: bool) -> str | None:
+    """The Keras dtype policy a trial trains under (``None``: float32).
 
     ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on CPUs with
-    bfloat16 matrix units (Intel AMX), where it about halves a convnet's training time;
+    bfloat16 matrix units (Intel AMX), where it about halves a convnet's training time,
+    for architectures ``declared`` safe in mixed precision (``mixed_precision=True``);
     float32 elsewhere. Models are saved in float32 whatever they trained in.
     """
-    if precision == "float32" or (on_gpu and precision == "auto"):
-        return None
-    if on_gpu:
-        return "mixed_float16"
-    if precision == "mixed" or cpu_has_bfloat16_matrix_units():
+    if precision == "mixed":
+        return "mixed_float16" if on_gpu else "mixed_bfloat16"
+    if precision == "auto" and declared and not on_gpu and cpu_has_bfloat16_matrix_units():
         return "mixed_bfloat16"
     return None
 

@@ -6,9 +6,11 @@
 The same architecture (``baseline_cnn``, its default hyperparameters), data (a CIFAR-10
 subset from ``--cifar``) and epochs, trained side by side in one run:
 
-- through the engine: a real ``automl_core.engine.search`` with one trial, timed from the
-  moment the trial is handed to the executor to the moment its result is back (process
-  start, TensorFlow import, cache read, build, training, evaluation, saving);
+- through the engine: a real ``automl_core.engine.search`` of two trials, each timed from
+  the moment it is handed to the executor to the moment its result is back (process
+  start, TensorFlow import, cache read, build, training, evaluation, saving). The first
+  trial starts its process cold; the second finds one that got ready while the first
+  trained, as every later trial of a search does;
 - as a plain script: a fresh process that builds the same model and calls ``model.fit`` on
   the same arrays, timed around ``model.fit``.
 
@@ -88,8 +90,8 @@ def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings)
     return clock
 
 
-def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
-    """``model.fit`` on the run's arrays, with trial 0's model and hyperparameters, in the
+def plain_fit(run_dir: Path, trial_id: str, epochs: int, batch_size: int, seed: int) -> float:
+    """``model.fit`` on the run's arrays, with the trial's model and hyperparameters, in the
     precision a trial trains in by default (``--precision auto``)."""
     import keras
     import tensorflow as tf
@@ -97,7 +99,8 @@ def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
     from automl_core.worker import training_policy
 
     gpus = tf.config.list_physical_devices("GPU")
-    keras.mixed_precision.set_global_policy(training_policy("auto", on_gpu=bool(gpus)) or "float32")
+    policy = training_policy("auto", on_gpu=bool(gpus), declared=True)  # baseline_cnn declares it
+    keras.mixed_precision.set_global_policy(policy or "float32")
 
     from automl_core.data import load_split
     from automl_core.rundir import read_json
@@ -105,7 +108,7 @@ def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
     from automl_plugins.baseline_cnn import baseline_cnn
 
     data = load_split(run_dir / "data")
-    trial = read_json(run_dir / "trials" / "0" / "metrics.json")
+    trial = read_json(run_dir / "trials" / trial_id / "metrics.json")
     learning_rate = next(v for k, v in trial["hyperparameters"].items() if "learning_rate" in k)
     keras.utils.set_random_seed(seed)
     hp = from_config(trial["hp_config"])
@@ -129,10 +132,12 @@ def plain_fit(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def plain_fit_in_fresh_process(run_dir: Path, epochs: int, batch_size: int, seed: int) -> float:
+def plain_fit_in_fresh_process(
+    run_dir: Path, trial_id: str, epochs: int, batch_size: int, seed: int
+) -> float:
     options = ["--epochs", str(epochs), "--batch-size", str(batch_size), "--seed", str(seed)]
     out = subprocess.run(
-        [sys.executable, __file__, "--plain-fit", str(run_dir), *options],
+        [sys.executable, __file__, "--plain-fit", str(run_dir), "--trial", trial_id, *options],
         capture_output=True,
         text=True,
         check=True,
@@ -142,28 +147,32 @@ def plain_fit_in_fresh_process(run_dir: Path, epochs: int, batch_size: int, seed
 
 def overhead(args, images: Path, work: Path) -> None:
     print(
-        f"one trial: baseline_cnn, {args.per_class * 10} CIFAR-10 images (20% validation), "
+        f"two trials: baseline_cnn, {args.per_class * 10} CIFAR-10 images (20% validation), "
         f"{args.epochs} epochs, batch {args.batch_size}, executor {args.executor}"
     )
     for repeat in range(args.repeats):
         out = work / f"overhead-{repeat}"
         settings = {"batch_size": args.batch_size, "seed": args.seed, "executor": args.executor}
-        clock = engine_search(images, out, 1, args.epochs, **settings)
-        trial = clock.ended["0"] - clock.started["0"]
-        result = clock.results["0"]
-        fit = result.train_seconds
-        start_up = result.started_at - clock.handed_out["0"]
-        in_trial = result.ended_at - result.started_at - fit
-        plain = plain_fit_in_fresh_process(out, args.epochs, args.batch_size, args.seed)
-        print(
-            f"  plain model.fit {plain:7.1f}s | engine trial {trial:7.1f}s "
-            f"(its model.fit {fit:6.1f}s) | ratio {trial / plain:5.3f} | "
-            f"fixed cost per trial {trial - fit:5.1f}s"
-        )
-        print(
-            f"    of which: process start, imports, data {start_up:4.1f}s | build, evaluate, "
-            f"save {in_trial:4.1f}s | result back {trial - fit - start_up - in_trial:4.1f}s"
-        )
+        clock = engine_search(images, out, 2, args.epochs, **settings)
+        for trial_id, process in (("0", "cold process"), ("1", "warm process")):
+            trial = clock.ended[trial_id] - clock.started[trial_id]
+            result = clock.results[trial_id]
+            fit = result.train_seconds
+            start_up = result.started_at - clock.handed_out[trial_id]
+            in_trial = result.ended_at - result.started_at - fit
+            plain = plain_fit_in_fresh_process(
+                out, trial_id, args.epochs, args.batch_size, args.seed
+            )
+            print(
+                f"  trial {trial_id} ({process}): plain model.fit {plain:7.1f}s | engine trial "
+                f"{trial:7.1f}s (its model.fit {fit:6.1f}s) | ratio {trial / plain:5.3f} | "
+                f"fixed cost {trial - fit:5.1f}s"
+            )
+            print(
+                f"    of which: process start, imports, data {start_up:4.1f}s | build, "
+                f"evaluate, save {in_trial:4.1f}s | result back "
+                f"{trial - fit - start_up - in_trial:4.1f}s"
+            )
 
 
 def workers(args, images: Path, work: Path) -> None:
@@ -192,9 +201,10 @@ def main() -> None:
     parser.add_argument("--workers-per-class", type=int, default=100, help="0 skips workers")
     parser.add_argument("--workers-epochs", type=int, default=5)
     parser.add_argument("--plain-fit", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--trial", default="0", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_fit:
-        seconds = plain_fit(args.plain_fit, args.epochs, args.batch_size, args.seed)
+        seconds = plain_fit(args.plain_fit, args.trial, args.epochs, args.batch_size, args.seed)
         print(json.dumps({"seconds": seconds}))
         return
     print(f"{os.cpu_count()} CPU cores; trials run in their own processes")

@@ -92,6 +92,7 @@ def register_architectures(register):
             description=f"keras.applications {spec.application}, new head (transfer learning)",
             tags=("pretrained", "backbone"),
             cost=spec.cost,
+            mixed_precision=True,
             augmenter="basic",
         )
 

@@ -17,6 +17,7 @@ def register_architectures(register):
         description="classic 3-conv CNN, the reference candidate",
         tags=("cnn", "from-scratch"),
         cost=1,
+        mixed_precision=True,
     )
 
 

@@ -24,6 +24,7 @@ def register_architectures(register):
         description="residual net for small images (airbench-style), trained from scratch",
         tags=("cnn", "residual", "from-scratch"),
         cost=5,
+        mixed_precision=True,
         augmenter="flip_crop_cutout",
     )
 

@@ -21,6 +21,7 @@ def register_architectures(register):
         description="small Vision Transformer, shifted-patch tokens, for small data",
         tags=("transformer", "from-scratch"),
         cost=20,
+        mixed_precision=True,
         augmenter="flip_crop_cutout",
     )
 

@@ -72,6 +72,9 @@ def test_two_workers_run_trials_at_once_with_the_same_results(image_folder, tmp_
     for alone, together in zip(serial, parallel, strict=True):
         assert alone["hyperparameters"] == together["hyperparameters"]
         assert alone["val_loss"] == pytest.approx(together["val_loss"], rel=1e-3)
+    # one worker: the second trial's process was started, and got ready, during the first
+    logs = [(tmp_path / "one" / "trials" / m["trial_id"] / "log.txt").read_text() for m in serial]
+    assert "warm process" not in logs[0] and "warm process" in logs[1]
 
 
 def test_every_kind_of_failure_is_recorded_and_the_search_goes_on(image_folder, tmp_path):
@@ -220,13 +223,16 @@ def test_gpu_slots_follow_devices_and_cuda_visible_devices(monkeypatch):
 
 
 def test_precision_picks_float16_on_gpus_and_bfloat16_on_cpus_that_have_amx():
-    assert training_policy("float32", on_gpu=True) is None
-    assert training_policy("float32", on_gpu=False) is None
-    assert training_policy("mixed", on_gpu=True) == "mixed_float16"
-    assert training_policy("mixed", on_gpu=False) == "mixed_bfloat16"
-    assert training_policy("auto", on_gpu=True) is None
+    for on_gpu in (True, False):
+        for declared in (True, False):
+            assert training_policy("float32", on_gpu=on_gpu, declared=declared) is None
+            mixed = training_policy("mixed", on_gpu=on_gpu, declared=declared)
+            assert mixed == ("mixed_float16" if on_gpu else "mixed_bfloat16")
+    assert training_policy("auto", on_gpu=True, declared=True) is None
+    assert training_policy("auto", on_gpu=False, declared=False) is None
     amx = cpu_has_bfloat16_matrix_units()
-    assert training_policy("auto", on_gpu=False) == ("mixed_bfloat16" if amx else None)
+    auto = training_policy("auto", on_gpu=False, declared=True)
+    assert auto == ("mixed_bfloat16" if amx else None)
 
 
 def test_simulated_gpus_pin_each_trial_to_its_device(image_folder, tmp_path):
