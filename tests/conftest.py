@@ -69,3 +69,12 @@ def train_tiny_run(root: Path, **config) -> Path:
         settings = {"architectures": ["baseline_cnn"], "augmenters": ["none"]} | config
         search(SearchConfig(str(images), max_trials=1, epochs=1, out=str(root / "run"), **settings))
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory) -> Path:
+    """One tiny finished search whose winner was exported to every float format, shared
+    by the export and predict tests (read it; copy before changing anything)."""
+    return train_tiny_run(
+        tmp_path_factory.mktemp("exported"), export=["saved_model", "onnx", "tflite"]
+    )

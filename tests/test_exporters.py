@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_automl, train_tiny_run
+from conftest import run_automl
 
 from automl_core.export import export_formats, load_winner
 from automl_core.plugins import load_plugins
@@ -20,10 +20,9 @@ FLOAT_FORMATS = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(exported_run):
     """A tiny finished search that exported every float format (``--export``)."""
-    root = tmp_path_factory.mktemp("exported")
-    return train_tiny_run(root, export=list(FLOAT_FORMATS))
+    return exported_run
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_automl, train_tiny_run
+from conftest import run_automl
 
 from automl_core.cli import main
 from automl_core.data import decode_image
@@ -15,9 +15,9 @@ ARTIFACTS = ["model.keras", "saved_model", "model.onnx", "model.tflite", "."]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("predict")
-    return train_tiny_run(root, export=["saved_model", "onnx", "tflite"])
+def run_dir(exported_run):
+    """A tiny finished search that exported every float format (``--export``)."""
+    return exported_run
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_model_card_and_labels_agree_with_the_folder(run_dir):
     card = json.loads((run_dir / "winner" / "model_card.json").read_text())
     folders = sorted(p.name for p in (run_dir.parent / "images").iterdir())
     assert card["classes"] == folders
-    assert set(card["exports"]) == {"saved_model", "onnx", "tflite"}
+    assert {"saved_model", "onnx", "tflite"} <= set(card["exports"])  # the export tests add more
 
 
 def write_lambda_model(path):
