@@ -3,8 +3,9 @@
 ``local`` (the default) starts one process per trial, pinned to a free device slot: a GPU
 each, or a share of the CPU cores (``--workers``). A crash, an out-of-memory error or a
 SIGKILL then takes down one trial, and GPU memory is returned when its process ends. Once
-a slot's trial has trained its first epoch, the process for the slot's next trial starts
-and gets ready (TensorFlow, plugins, data) while that trial trains.
+a GPU slot's trial has trained its first epoch, the process for the slot's next trial
+starts and gets ready (TensorFlow, plugins, data) while the GPU trains. Not on CPU slots:
+there the start-up would take its cores from the trial training (measured: no net gain).
 ``inline`` trains in the calling process, one trial at a time: for debugging, and for
 plugins registered in memory rather than from a file or module.
 """
@@ -169,7 +170,8 @@ class ProcessPool:
         return process
 
     def _keep_warm(self, slot: Slot) -> None:
-        if slot.name not in self.warm and not self.stopping:
+        """GPU slots only: on a CPU slot, getting ready would slow the trial training."""
+        if slot.is_gpu and slot.name not in self.warm and not self.stopping:
             self.warm[slot.name] = self._start(slot, WAIT_FOR_TRIAL, subprocess.DEVNULL)
 
     def submit(self, spec: TrialSpec) -> None:
