@@ -8,9 +8,9 @@ subset from ``--cifar``) and epochs, trained side by side in one run:
 
 - through the engine: a real ``automl_core.engine.search`` of two trials, each timed from
   the moment it is handed to the executor to the moment its result is back (process
-  start, TensorFlow import, cache read, build, training, evaluation, saving). The first
-  trial starts its process cold; the second finds one that got ready while the first
-  trained, as every later trial of a search does;
+  start, TensorFlow import, cache read, build, training, evaluation, saving). On a GPU
+  slot the second finds its process ready, started while the first trained; on the CPU
+  every trial starts its own;
 - as a plain script: a fresh process that builds the same model and calls ``model.fit`` on
   the same arrays, timed around ``model.fit``.
 
@@ -154,7 +154,7 @@ def overhead(args, images: Path, work: Path) -> None:
         out = work / f"overhead-{repeat}"
         settings = {"batch_size": args.batch_size, "seed": args.seed, "executor": args.executor}
         clock = engine_search(images, out, 2, args.epochs, **settings)
-        for trial_id, process in (("0", "cold process"), ("1", "warm process")):
+        for trial_id, process in (("0", "first"), ("1", "second")):
             trial = clock.ended[trial_id] - clock.started[trial_id]
             result = clock.results[trial_id]
             fit = result.train_seconds
