@@ -235,6 +235,20 @@ def test_precision_picks_float16_on_gpus_and_bfloat16_on_cpus_that_have_amx():
     assert auto == ("mixed_bfloat16" if amx else None)
 
 
+def test_trial_processes_import_tensorflow_without_unused_libraries_plugins_still_can():
+    code = (
+        "import sys\n"
+        "from automl_core.worker import UNUSED_IN_TRIALS, _configure_tensorflow\n"
+        "_configure_tensorflow()\n"
+        "print(sorted(name for name in UNUSED_IN_TRIALS if name in sys.modules))\n"
+        "import sklearn.base, matplotlib.pyplot\n"
+        "print('imported')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "imported"]
+
+
 def test_simulated_gpus_pin_each_trial_to_its_device(image_folder, tmp_path):
     out = run_automl(
         *search_args(
