@@ -89,7 +89,7 @@ def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], l
         ("executors", config.executor),
         ("datasets", config.dataset),
     ):
-        plugins[kind].get(name)
+        plugins[kind].get(name).require()
     return architectures, augmenters
 
 

@@ -92,7 +92,7 @@ def export_formats(
 def exporters_for(plugins: Plugins, formats: list[str], quantize: str | None) -> list:
     """The exporter components for ``formats``; a ``quantize`` mode none of them
     supports is an error, so a search can check its ``--export`` before it starts."""
-    components = [plugins["exporters"].get(name) for name in formats]
+    components = [plugins["exporters"].get(name).require() for name in formats]
     if quantize and not any(quantize in c.tags for c in components):
         able = [
             f"{c.name}: {', '.join(c.tags)}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib.util
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,25 @@ class Component:
     tags: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
     """Anything else the plugin said at registration (an architecture's ``cost``...)."""
+
+    def require(self) -> Component:
+        """This component, once the modules it ``needs`` (a registration keyword) are
+        installed; else a usage error saying what to ``install`` (another keyword)."""
+        missing = [module for module in self.info.get("needs", ()) if not _installed(module)]
+        if missing:
+            install = self.info.get("install") or " ".join(missing)
+            raise UsageError(
+                f"the {self.kind.removesuffix('s')} {self.name!r} needs "
+                f"{', '.join(missing)}: pip install '{install}'"
+            )
+        return self
+
+
+def _installed(module: str) -> bool:
+    """``module`` can be imported (found without importing it)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: import blocked
+    return importlib.util.find_spec(module) is not None
 
 
 @dataclass

@@ -25,12 +25,20 @@ def register_exporters(register):
         export_saved_model,
         description="TensorFlow SavedModel folder (TF Serving signature serving_default)",
     )
-    register("onnx", export_onnx, description="ONNX .onnx file (needs automl[onnx])")
+    register(
+        "onnx",
+        export_onnx,
+        description="ONNX .onnx file (needs automl[onnx])",
+        needs=("tf2onnx", "onnx", "onnxruntime"),  # onnxruntime verifies the export
+        install="automl[onnx]",
+    )
     register(
         "tflite",
         export_tflite,
         description="LiteRT / TFLite .tflite file; float32, or --quantize float16|int8|dynamic",
         tags=QUANTIZE_MODES,
+        needs=("ai_edge_litert",),  # verifies the export
+        install="automl[litert]",
     )
 
 

@@ -33,8 +33,6 @@ from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
 if TYPE_CHECKING:
     from automl_core.run import SearchRun
 
-INSTALL_HINT = "the ray executor needs Ray: pip install 'automl[ray]'"
-
 
 @dataclass(frozen=True)
 class TrialResources:
@@ -71,10 +69,8 @@ class RayExecutor:
     """Runs each trial as a Ray task around the trial's own process."""
 
     def __init__(self, run: SearchRun):
-        try:
-            import ray
-        except ImportError as error:
-            raise UsageError(INSTALL_HINT) from error
+        import ray  # installed: the search checked the registration's needs=
+
         config = run.config
         if config.devices is not None:
             raise UsageError("--devices is for the local executor; Ray gives each trial its GPU")
@@ -217,4 +213,10 @@ def _device_name() -> str:
 
 @hookimpl
 def register_executors(register):
-    register("ray", RayExecutor, description="each trial a Ray task, on this machine or a cluster")
+    register(
+        "ray",
+        RayExecutor,
+        description="each trial a Ray task, on this machine or a cluster",
+        needs=("ray",),
+        install="automl[ray]",
+    )

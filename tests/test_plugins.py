@@ -166,6 +166,20 @@ def test_registry_selects_by_shell_pattern_in_registry_order():
         registry.get("resnt")
 
 
+def test_a_component_needing_a_missing_module_says_what_to_install():
+    registry = Registry("exporters")
+    register = registry.register_callback("test")
+    register("fancy", print, needs=("automl_test_absent_module",), install="fancy[extra]")
+    register("plain", print, needs=("json",))
+    with pytest.raises(
+        UsageError,
+        match=r"^the exporter 'fancy' needs automl_test_absent_module: "
+        r"pip install 'fancy\[extra\]'$",
+    ):
+        registry.get("fancy").require()
+    assert registry.get("plain").require().name == "plain"
+
+
 # --- the plugin surface stays honest (datasette's test_plugin_hooks_have_tests) -----------
 
 

@@ -73,7 +73,7 @@ def test_a_trial_process_that_dies_is_a_failed_trial(ray_cluster, tmp_path):
     assert run.leaderboard == []
 
 
-def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
+def test_without_ray_the_executor_says_how_to_install_it_before_any_work(tmp_path):
     images = make_image_folder(tmp_path / "images", per_class=4)
     script = (
         "import sys\n"
@@ -89,8 +89,9 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
-        "automl: error: the ray executor needs Ray: pip install 'automl[ray]'"
+        "automl: error: the executor 'ray' needs ray: pip install 'automl[ray]'"
     )
+    assert not (tmp_path / "run").exists()  # said before anything was written
 
 
 def test_trials_get_a_gpu_each_or_a_share_of_the_cpus():
