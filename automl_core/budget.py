@@ -48,6 +48,17 @@ class Pace:
         self.epoch_seconds[result.architecture] = min(per_epoch, known or per_epoch)
         self.overheads.append(max(0.0, result.ended_at - result.started_at - result.train_seconds))
 
+    def epoch_estimate(self, architecture: str, costs: dict[str, float]) -> float | None:
+        """Seconds per epoch of ``architecture``: as measured, else its ``cost`` (relative
+        training time, from its registration) times the least seconds per unit of cost
+        measured so far; ``None`` when there is nothing to go on."""
+        if architecture in self.epoch_seconds:
+            return self.epoch_seconds[architecture]
+        per_unit = [s / costs[a] for a, s in self.epoch_seconds.items() if a in costs]
+        if architecture not in costs or not per_unit:
+            return None
+        return min(per_unit) * costs[architecture]
+
     @property
     def overhead(self) -> float:
         return min(self.overheads, default=0.0)

@@ -73,7 +73,8 @@ def register_architectures(register: Register) -> None:
     ``weight_decay``, ``schedule``, ...; see ``automl_core.recipe``) first to set their
     defaults for this architecture. Optional ``info`` for the warm start, which trains
     every architecture at its defaults first: ``cost=`` (relative training time at its
-    defaults, ``baseline_cnn`` = 1; cheapest first) and ``augmenter=`` (the augmenter of
+    defaults per epoch, ``baseline_cnn`` = 1; cheapest first, and with a time budget a
+    default estimated not to fit is skipped) and ``augmenter=`` (the augmenter of
     its known-good recipe). ``mixed_precision=True`` declares the model trains correctly
     under a mixed dtype policy (standard Keras layers do; custom layers must compute in
     ``self.compute_dtype``; give the output layer ``dtype="float32"``): ``--precision

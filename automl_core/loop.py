@@ -18,6 +18,11 @@ POLL_SECONDS = 1.0
 FIRST_TRIAL_SHARE = 0.1
 """With a time budget, the first warm-start trial (the cheapest architecture) plans its
 epochs to end within this share of it: a sensible model early, the rest for stronger ones."""
+DEFAULT_NEEDS_EPOCHS = 0.5
+"""With a time budget, a warm-start default starts only if this share of ``--epochs`` of it
+fits in the time left (estimated): cut shorter, a new candidate rarely catches up."""
+CONTINUE_AT_LEAST = 5
+"""Epochs that must fit in the time left for the best trial to be continued once more."""
 
 
 class SearchLoop:
@@ -37,6 +42,13 @@ class SearchLoop:
         budget = run.config.time_budget
         self.deadline = None if budget is None else time.time() + budget - run.spent_before
         self.portfolio = portfolio(run, oracle)
+        self.costs = {
+            c.name: c.info["cost"]
+            for c in run.plugins["architectures"].components.values()
+            if c.info.get("cost")
+        }
+        # once a default is skipped for time, the best trial is continued instead
+        self.continuing = False
         # trials that were running when the search stopped: run them again first
         self.rerun = list(oracle.ongoing_trials.values())
         oracle.ongoing_trials.clear()
@@ -68,20 +80,10 @@ class SearchLoop:
                 return True  # no trial fits in the time left
             if len(self.run.results) + len(self.running) >= (self.run.config.max_trials or 1e9):
                 return True
-            tuner_id = self._tuner_id()
-            seconds = None
-            if self.rerun:
-                trial = self.rerun.pop(0)
-                self.oracle.ongoing_trials[tuner_id] = trial
-            else:
-                trial = self.oracle.create_trial(tuner_id)
-                if trial.status != "RUNNING":
-                    # with trials still running the space may grow: ask again later
-                    return True
-                if self.portfolio:
-                    self._make_default(trial, *self.portfolio.pop(0))
-                    if self.deadline is not None and not self.run.results and not self.running:
-                        seconds = FIRST_TRIAL_SHARE * self.run.config.time_budget
+            chosen = self._next_trial()
+            if chosen is None:
+                return True
+            trial, seconds = chosen
             spec = self._spec(trial, seconds)
             self.running[trial.trial_id] = trial
             self.unbuilt.add(trial.trial_id)
@@ -89,14 +91,83 @@ class SearchLoop:
             self.executor.submit(spec)
         return False
 
+    def _next_trial(self) -> tuple[object, float | None] | None:
+        """The keras-tuner trial to start next, with its share of the time budget; ``None``
+        when none should start now. In order: a trial to run again, a warm-start default
+        that fits, the best trial continued (once a default did not fit), the tuner's pick."""
+        if self.rerun:
+            trial = self.rerun.pop(0)
+            self.oracle.ongoing_trials[self._tuner_id()] = trial
+            return trial, None
+        default, leader = self._next_default(), None
+        if default is None and self.continuing and self.run.leaderboard:
+            leader = self._leader_to_continue()
+            if leader is None:
+                return None  # it is being continued, or no longer fits
+        trial = self.oracle.create_trial(self._tuner_id())
+        if trial.status != "RUNNING":  # with trials still running the space may grow
+            if default is not None:
+                self.portfolio.insert(0, default)
+            return None
+        if default is not None:
+            self._make_default(trial, *default)
+            if self.deadline is not None and not self.run.results and not self.running:
+                return trial, FIRST_TRIAL_SHARE * self.run.config.time_budget
+        elif leader is not None:
+            self._make_continuation(trial, leader)
+        return trial, None
+
+    def _next_default(self) -> tuple[str, str] | None:
+        """The next warm-start default that fits in the time left; those that do not are
+        dropped, and the search turns to continuing its best trial."""
+        while self.portfolio:
+            architecture, augmenter = self.portfolio.pop(0)
+            per_epoch = self.pace.epoch_estimate(architecture, self.costs)
+            needed = DEFAULT_NEEDS_EPOCHS * self.run.config.epochs * (per_epoch or 0.0)
+            if self.pace.overhead + needed <= self.remaining():
+                return architecture, augmenter
+            self.continuing = True
+        return None
+
+    def _leader_to_continue(self) -> TrialResult | None:
+        """The best trial, if it is not being continued already and a few more epochs of
+        it fit in the time left."""
+        leader = self.run.leaderboard[0]
+        per_epoch = self.pace.epoch_seconds.get(leader.architecture, 0.0)
+        if (
+            any(
+                t.hyperparameters.values.get("tuner/trial_id") == leader.trial_id
+                for t in self.running.values()
+            )
+            or self.pace.overhead + CONTINUE_AT_LEAST * per_epoch > self.remaining()
+        ):
+            return None
+        return leader
+
     def _make_default(self, trial, architecture: str, augmenter: str) -> None:
         """Warm start: this trial trains ``architecture`` at its defaults instead."""
         values = trial.hyperparameters.values
         tuner_values = {k: v for k, v in values.items() if k.startswith("tuner/")}
-        trial.hyperparameters.values = tuner_values | {
-            ARCHITECTURE: architecture,
-            AUGMENTER: augmenter,
-        }
+        self._record(trial, tuner_values | {ARCHITECTURE: architecture, AUGMENTER: augmenter})
+
+    def _make_continuation(self, trial, leader: TrialResult) -> None:
+        """This trial continues ``leader``: the same candidate from its weights, with a new
+        learning-rate cycle of up to ``--epochs`` more epochs (a warm restart)."""
+        values = self.oracle.trials[leader.trial_id].hyperparameters.values
+        own = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        self._record(
+            trial,
+            own
+            | {
+                "tuner/trial_id": leader.trial_id,
+                "tuner/initial_epoch": leader.epochs_run,
+                "tuner/epochs": leader.epochs_run + self.run.config.epochs,
+            },
+        )
+
+    def _record(self, trial, values: dict) -> None:
+        """Run ``trial`` with ``values`` instead of the tuner's choice."""
+        trial.hyperparameters.values = values
         self.oracle._record_values(trial)  # as create_trial does, for the values it runs
         self.oracle._save_trial(trial)
         self.oracle.save()

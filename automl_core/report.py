@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich import box
@@ -97,9 +98,15 @@ class RichReporter:
     def trial_start(self, run: SearchRun, spec: TrialSpec) -> None:
         self.rows[spec.trial_id] = _Row(spec, started=time.time())
         if self.plain:
+            origin = (
+                f", continuing trial {Path(spec.warm_start).parent.name} from epoch "
+                f"{spec.initial_epoch}"
+                if spec.warm_start
+                else ""
+            )
             self.console.print(
                 f"trial {spec.trial_id} started: {spec.architecture} + {spec.augmenter}, "
-                f"up to {spec.epochs} epochs",
+                f"up to {spec.epochs} epochs{origin}",
                 markup=False,
                 soft_wrap=True,
             )

@@ -67,6 +67,28 @@ def test_warm_start_tries_every_architecture_at_its_defaults_cheapest_first(imag
     assert first[2].hyperparameters["tiny_cnn/filters"] == 16
 
 
+def test_a_default_that_cannot_train_in_the_time_left_gives_way_to_the_best_trial_continued(
+    image_folder, tmp_path
+):
+    run = quick_search(
+        image_folder,
+        tmp_path / "run",
+        architectures=["small", "unaffordable"],
+        time_budget=300,
+        max_trials=3,
+    )
+    assert [r.architecture for r in run.results] == ["small"] * 3
+    first, *continued = run.results
+    assert first.initial_epoch == 0
+    for trial in continued:
+        continues = trial.hp_config["values"]["tuner/trial_id"]
+        source = next(r for r in run.results if r.trial_id == continues)
+        assert run.results.index(source) < run.results.index(trial)
+        assert trial.initial_epoch == source.epochs_run
+        assert trial.epochs_run == source.epochs_run + 2  # a new cycle of --epochs more
+        assert trial.hyperparameters == source.hyperparameters
+
+
 def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(image_folder, tmp_path):
     run_dir = tmp_path / "run"
     out = run_automl(
