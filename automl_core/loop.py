@@ -102,8 +102,8 @@ class SearchLoop:
         default, leader = self._next_default(), None
         if default is None and self.continuing and self.run.leaderboard:
             leader = self._leader_to_continue()
-            if leader is None:
-                return None  # it is being continued, or no longer fits
+            if leader is None and self.running:
+                return None  # what the running trials give decides what comes next
         trial = self.oracle.create_trial(self._tuner_id())
         if trial.status != "RUNNING":  # with trials still running the space may grow
             if default is not None:
@@ -130,18 +130,15 @@ class SearchLoop:
         return None
 
     def _leader_to_continue(self) -> TrialResult | None:
-        """The best trial, if it is not being continued already and a few more epochs of
-        it fit in the time left."""
+        """The best trial, if no trial continues it yet (with the same seed another
+        would only repeat that one) and a few more epochs of it fit in the time left."""
         leader = self.run.leaderboard[0]
         per_epoch = self.pace.epoch_seconds.get(leader.architecture, 0.0)
-        if (
-            any(
-                t.hyperparameters.values.get("tuner/trial_id") == leader.trial_id
-                for t in self.running.values()
-            )
-            or self.pace.overhead + CONTINUE_AT_LEAST * per_epoch > self.remaining()
-        ):
+        if self.pace.overhead + CONTINUE_AT_LEAST * per_epoch > self.remaining():
             return None
+        for trial in self.oracle.trials.values():  # running ones included
+            if trial.hyperparameters.values.get("tuner/trial_id") == leader.trial_id:
+                return None
         return leader
 
     def _make_default(self, trial, architecture: str, augmenter: str) -> None:
@@ -183,15 +180,18 @@ class SearchLoop:
         values = trial.hyperparameters.values
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
         promoted = values.get("tuner/trial_id")
+        epochs = int(values.get("tuner/epochs", config.epochs))
         return TrialSpec(
             trial_id=trial.trial_id,
             architecture=values[ARCHITECTURE],
             augmenter=values[AUGMENTER],
             hp_config=trial.hyperparameters.get_config(),
             trial_dir=str(self.run.run_dir.trial(trial.trial_id)),
-            epochs=int(values.get("tuner/epochs", config.epochs)),
+            epochs=epochs,
             batch_size=config.batch_size or auto_batch_size(len(self.run.data.y_train)),
-            patience=config.patience,
+            # a trial trained further restarts its learning rate high: its score dips
+            # before it climbs, so it trains its whole new cycle (keeping its best epoch)
+            patience=epochs if promoted else config.patience,
             seed=config.seed,
             objective=config.objective,
             deadline=self.deadline,

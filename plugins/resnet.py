@@ -23,7 +23,7 @@ def register_architectures(register):
         resnet,
         description="residual net for small images (airbench-style), trained from scratch",
         tags=("cnn", "residual", "from-scratch"),
-        cost=5,
+        cost=4,  # seconds per epoch against baseline_cnn: 31.4 / 7.8 on CIFAR-10, bfloat16
         mixed_precision=True,
         augmenter="flip_crop_cutout",
     )

@@ -20,7 +20,7 @@ def register_architectures(register):
         vit,
         description="small Vision Transformer, shifted-patch tokens, for small data",
         tags=("transformer", "from-scratch"),
-        cost=20,
+        cost=15,  # seconds per epoch against baseline_cnn: 116 / 7.8 on CIFAR-10, bfloat16
         mixed_precision=True,
         augmenter="flip_crop_cutout",
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_automl
 
-from automl_core.engine import SearchConfig, search
+from automl_core.engine import SearchConfig, rank, search
 
 FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 TINY_CNN = str(REPO / "examples" / "plugins" / "tiny_cnn.py")
@@ -76,17 +76,24 @@ def test_a_default_that_cannot_train_in_the_time_left_gives_way_to_the_best_tria
         architectures=["small", "unaffordable"],
         time_budget=300,
         max_trials=3,
+        epochs=3,
+        patience=1,
     )
-    assert [r.architecture for r in run.results] == ["small"] * 3
-    first, *continued = run.results
-    assert first.initial_epoch == 0
-    for trial in continued:
-        continues = trial.hp_config["values"]["tuner/trial_id"]
-        source = next(r for r in run.results if r.trial_id == continues)
-        assert run.results.index(source) < run.results.index(trial)
-        assert trial.initial_epoch == source.epochs_run
-        assert trial.epochs_run == source.epochs_run + 2  # a new cycle of --epochs more
-        assert trial.hyperparameters == source.hyperparameters
+    first, second, third = run.results
+    assert (first.architecture, first.initial_epoch) == ("small", 0)
+
+    def continued(trial):
+        return trial.hp_config["values"].get("tuner/trial_id")
+
+    # "unaffordable" was skipped: the best trial is continued from its weights, and
+    # through its whole new cycle of --epochs, whatever the patience
+    assert continued(second) == first.trial_id
+    assert second.hyperparameters == first.hyperparameters
+    assert (second.initial_epoch, second.epochs_run) == (first.epochs_run, first.epochs_run + 3)
+    if rank([first, second], "val_accuracy")[0] is second:
+        assert continued(third) == second.trial_id
+    else:  # continuing the same trial again would repeat the same training: the tuner picks
+        assert continued(third) is None
 
 
 def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(image_folder, tmp_path):
