@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -69,6 +70,16 @@ def prepare(archive: Path, work: Path) -> tuple[Path, Path]:
     return search_dir, holdout_dir
 
 
+def _ends_with_this_script() -> None:
+    """In the search's process (Linux): be terminated when this script dies, so an
+    interrupted benchmark leaves no search running on into the next one's folder."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: list[str]) -> dict:
     run_dir = work / f"run-{budget}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -86,7 +97,7 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
     ]
     print("$", " ".join(command), flush=True)
     started = time.time()
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, preexec_fn=_ends_with_this_script)
     wall = time.time() - started
     trials = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     searched = [t for t in trials if t["trial_id"] != "refit"]
