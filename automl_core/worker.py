@@ -90,13 +90,18 @@ def main(argv: list[str]) -> int:
 def _die_with_parent() -> None:
     """Linux: be killed when the search process dies, so no orphan keeps training."""
     parent = os.environ.get(PARENT_ENV)
+    end_with_parent(signal.SIGKILL)
+    if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def end_with_parent(sig: int) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
-        os._exit(1)
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, sig)
 
 
 def _configure_tensorflow() -> None:

@@ -21,9 +21,12 @@ import sys
 import tarfile
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from automl_core.worker import end_with_parent
 
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-train.tar.gz"
 HOLDOUT_PER_CLASS = 1000
@@ -70,16 +73,6 @@ def prepare(archive: Path, work: Path) -> tuple[Path, Path]:
     return search_dir, holdout_dir
 
 
-def _ends_with_this_script() -> None:
-    """In the search's process (Linux): be terminated when this script dies, so an
-    interrupted benchmark leaves no search running on into the next one's folder."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: list[str]) -> dict:
     run_dir = work / f"run-{budget}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -97,7 +90,8 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
     ]
     print("$", " ".join(command), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, preexec_fn=_ends_with_this_script)
+    # the search ends with this script: an interrupted benchmark leaves none running on
+    subprocess.run(command, check=True, preexec_fn=partial(end_with_parent, signal.SIGTERM))
     wall = time.time() - started
     trials = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     searched = [t for t in trials if t["trial_id"] != "refit"]
