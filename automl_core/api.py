@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from automl_core.errors import UsageError
 
 if TYPE_CHECKING:
-    from automl_core.predict import Predictor
-    from automl_core.trial import TrialResult
+    from automl_core.results.predict import Predictor
+    from automl_core.training.trial import TrialResult
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -50,7 +50,7 @@ class SearchResult:
 
     def predict(self, images: Iterable[str | Path], top_k: int = 3) -> list[dict]:
         """Classify image files (or folders of them) with the winner; top-k per image."""
-        from automl_core.predict import classify, image_files
+        from automl_core.results.predict import classify, image_files
 
         return classify(self.winner, image_files(images), top_k)
 
@@ -77,9 +77,9 @@ def search(
     (``tuner``, ``seed``, ``executor``, ``workers``, ``image_size``, ``export`` ...)
     is a keyword argument named like the ``SearchConfig`` field.
     """
-    from automl_core.engine import SearchConfig
-    from automl_core.engine import search as run_search
-    from automl_core.plugins import load_plugins
+    from automl_core.plugin.manager import load_plugins
+    from automl_core.search.engine import SearchConfig
+    from automl_core.search.engine import search as run_search
 
     fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"source", "plugins"}
     unknown = sorted(set(settings) - fields)
@@ -102,7 +102,7 @@ def search(
     )
     loaded = load_plugins(sources)
     if verbose:
-        from automl_core.report import RichReporter
+        from automl_core.reporting.live import RichReporter
 
         loaded.manager.register(RichReporter(), name="rich-report")
     run = run_search(config, loaded)
@@ -111,7 +111,7 @@ def search(
 
 def load(path: str | Path) -> Predictor:
     """Load a trained winner: a run directory, its ``winner/`` folder, or any exported model."""
-    from automl_core.predict import load_predictor
+    from automl_core.results.predict import load_predictor
 
     return load_predictor(path)
 

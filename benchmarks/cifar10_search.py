@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automl_core.worker import end_with_parent
+from automl_core.execution.worker import end_with_parent
 
 ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-train.tar.gz"
 HOLDOUT_PER_CLASS = 1000
@@ -117,7 +117,7 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
 
 def holdout_accuracy(run_dir: Path, holdout_dir: Path) -> float:
     """The exported winner (winner/model.keras) on the held-out images."""
-    from automl_core.predict import load_predictor
+    from automl_core.results.predict import load_predictor
     from automl_plugins.image_folder import load_image_folder
 
     predictor = load_predictor(run_dir / "winner" / "model.keras")

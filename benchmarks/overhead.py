@@ -6,7 +6,7 @@
 The same architecture (``baseline_cnn``, its default hyperparameters), data (a CIFAR-10
 subset from ``--cifar``) and epochs, trained side by side in one run:
 
-- through the engine: a real ``automl_core.engine.search`` of two trials, each timed from
+- through the engine: a real ``automl_core.search.engine.search`` of two trials, each timed from
   the moment it is handed to the executor to the moment its result is back (process
   start, TensorFlow import, cache read, build, training, evaluation, saving). On a GPU
   slot the second finds its process ready, started while the first trained; on the CPU
@@ -70,8 +70,8 @@ def cifar_subset(cifar: Path, per_class: int, dest: Path) -> Path:
 
 def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings) -> TrialClock:
     """A real search of ``baseline_cnn`` without augmentation; its trials' clock."""
-    from automl_core.engine import SearchConfig, search
-    from automl_core.plugins import load_plugins
+    from automl_core.plugin.manager import load_plugins
+    from automl_core.search.engine import SearchConfig, search
 
     plugins = load_plugins()
     clock = TrialClock()
@@ -97,15 +97,15 @@ def plain_fit(run_dir: Path, trial_id: str, epochs: int, batch_size: int, seed: 
     import keras
     import tensorflow as tf
 
-    from automl_core.worker import training_policy
+    from automl_core.execution.worker import training_policy
 
     gpus = tf.config.list_physical_devices("GPU")
     policy = training_policy("auto", on_gpu=bool(gpus), declared=True)  # baseline_cnn declares it
     keras.mixed_precision.set_global_policy(policy or "float32")
 
-    from automl_core.data import load_split
+    from automl_core.data.dataset import load_split
     from automl_core.rundir import read_json
-    from automl_core.space import architecture_scope, from_config
+    from automl_core.training.space import architecture_scope, from_config
     from automl_plugins.baseline_cnn import baseline_cnn
 
     data = load_split(run_dir / "data")

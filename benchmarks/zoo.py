@@ -23,8 +23,8 @@ def measure(name: str, factory) -> dict:
     import keras
     import tensorflow as tf
 
-    from automl_core import recipe
-    from automl_core.space import architecture_scope, initial_space
+    from automl_core.training import recipe
+    from automl_core.training.space import architecture_scope, initial_space
 
     keras.utils.set_random_seed(0)
     hp = initial_space([name], ["none"])
@@ -62,7 +62,7 @@ def main(patterns: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from automl_core.plugins import load_plugins
+    from automl_core.plugin.manager import load_plugins
 
     components = load_plugins()["architectures"].select(patterns or ["*"])
     rows = {c.name: measure(c.name, c.obj) for c in components}

@@ -1,6 +1,6 @@
 """The ``image_folder`` dataset: class subfolders, train/val(/test) folders or a CSV.
 
-Images are decoded once into a per-file disk cache (``automl_core.imagecache``) keyed by
+Images are decoded once into a per-file disk cache (``automl_core.data.cache``) keyed by
 each file's path, size and modification time plus the target size, so a second search
 on the same folder skips decoding and a changed file re-decodes alone.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from automl_core import hookimpl
-from automl_core.data import MAX_AUTO_IMAGE_SIZE, ImageData
+from automl_core.data.cache import ImageCache
+from automl_core.data.dataset import MAX_AUTO_IMAGE_SIZE, ImageData
+from automl_core.data.scan import scan
 from automl_core.errors import UsageError
-from automl_core.imagecache import ImageCache
-from automl_core.scan import scan
 
 CACHE_ENV = "AUTOML_CACHE_DIR"
 

@@ -1,7 +1,7 @@
 """The ``ray`` executor: the same trials as Ray tasks, on this machine or a cluster.
 
 Each trial is a Ray task that starts the trial's own process (``python -m
-automl_core.worker``), exactly as the local executor does: one way a trial runs, and GPU
+automl_core.execution.worker``), exactly as the local executor does: one way a trial runs, and GPU
 memory returned when it ends. The task streams the worker's events back (a Ray streaming
 generator), so the oracle stays in this process. Tasks read the run directory by path: on
 a cluster it must live on storage every node mounts at the same path (docs/scaling.md).
@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from automl_core import hookimpl
 from automl_core.errors import UsageError
-from automl_core.executors import (
+from automl_core.execution.executors import (
     BoundListener,
     SearchListener,
     failed_result,
     trial_outcome,
 )
-from automl_core.trial import TrialResult, TrialSpec, one_line
-from automl_core.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
+from automl_core.execution.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
+from automl_core.training.trial import TrialResult, TrialSpec, one_line
 
 if TYPE_CHECKING:
-    from automl_core.run import SearchRun
+    from automl_core.search.run import SearchRun
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def _trial_task(run_dir: str, trial_id: str, env: dict[str, str]):
     env = os.environ | env | {PARENT_ENV: str(os.getpid())}
     with open(trial_dir / "log.txt", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "automl_core.worker", run_dir, trial_id],
+            [sys.executable, "-m", "automl_core.execution.worker", run_dir, trial_id],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,

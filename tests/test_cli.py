@@ -15,7 +15,7 @@ from conftest import REPO, make_image_folder, run_automl
 def test_help_does_not_import_tensorflow():
     code = (
         "import sys\n"
-        "from automl_core.cli import main\n"
+        "from automl_core.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
@@ -155,7 +155,7 @@ def test_search_needs_a_folder_or_demo():
 
 
 def test_demo_dataset_is_bundled():
-    from automl_core.commands import demo_dir
+    from automl_core.cli.search import demo_dir
 
     classes = sorted(p.name for p in demo_dir().iterdir() if p.is_dir())
     assert len(classes) == 10

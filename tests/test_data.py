@@ -9,14 +9,8 @@ import pytest
 from conftest import make_image_folder
 from PIL import Image
 
-from automl_core.data import (
-    ImageData,
-    _decode_plain_jpeg,
-    _decode_with_pillow,
-    decode_image,
-    default_val_split,
-    split,
-)
+from automl_core.data.dataset import ImageData, default_val_split, split
+from automl_core.data.decode import _decode_plain_jpeg, _decode_with_pillow, decode_image
 from automl_core.errors import UsageError
 from automl_plugins.image_folder import load_image_folder, typical_size
 
@@ -127,7 +121,7 @@ def test_folder_is_decoded_once_and_then_read_from_cache(tmp_path):
 
 
 def test_classification_report_counts_per_class():
-    from automl_core.evaluate import classification_report
+    from automl_core.training.evaluate import classification_report
 
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     report = classification_report(probabilities, np.array([0, 1, 1, 1]), ["a", "b"])

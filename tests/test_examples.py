@@ -83,8 +83,8 @@ def test_api_example_end_to_end(tmp_path):
 
 
 def test_cli_reference_covers_every_command_and_search_option():
-    from automl_core.cli import build_parser
-    from automl_core.plugins import load_plugins
+    from automl_core.cli.main import build_parser
+    from automl_core.plugin.manager import load_plugins
 
     docs = (REPO / "docs" / "cli.md").read_text()
     parser = build_parser(load_plugins())

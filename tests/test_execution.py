@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import run_automl
 
-from automl_core.devices import plan_slots, visible_gpus
-from automl_core.worker import cpu_has_bfloat16_matrix_units, training_policy
+from automl_core.execution.devices import plan_slots, visible_gpus
+from automl_core.execution.worker import cpu_has_bfloat16_matrix_units, training_policy
 
 FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 
@@ -238,7 +238,7 @@ def test_precision_picks_float16_on_gpus_and_bfloat16_on_cpus_that_have_amx():
 def test_trial_processes_import_tensorflow_without_unused_libraries_plugins_still_can():
     code = (
         "import sys\n"
-        "from automl_core.worker import UNUSED_IN_TRIALS, _configure_tensorflow\n"
+        "from automl_core.execution.worker import UNUSED_IN_TRIALS, _configure_tensorflow\n"
         "_configure_tensorflow()\n"
         "print(sorted(name for name in UNUSED_IN_TRIALS if name in sys.modules))\n"
         "import sklearn.base, matplotlib.pyplot\n"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import run_automl
 
-from automl_core.export import export_formats, load_winner
-from automl_core.plugins import load_plugins
-from automl_core.predict import load_predictor
+from automl_core.plugin.manager import load_plugins
+from automl_core.results.export import export_formats, load_winner
+from automl_core.results.predict import load_predictor
 
 FLOAT_FORMATS = {
     "saved_model": ("saved_model", "tensorflow"),
@@ -177,7 +177,7 @@ def test_float_export_that_disagrees_is_an_error(run_dir, tmp_path):
     ],
 )
 def test_bad_export_requests_are_one_line(run_dir, capsys, args, message):
-    from automl_core.cli import main
+    from automl_core.cli.main import main
 
     assert main(["export", str(run_dir), *args]) == 2
     err = capsys.readouterr().err
@@ -186,7 +186,7 @@ def test_bad_export_requests_are_one_line(run_dir, capsys, args, message):
 
 
 def test_run_dir_without_a_winner_is_one_line(tmp_path, capsys):
-    from automl_core.cli import main
+    from automl_core.cli.main import main
 
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
     assert "has no winner" in capsys.readouterr().err

@@ -14,9 +14,10 @@ import pytest
 from conftest import make_image_folder, run_automl
 from PIL import Image
 
-from automl_core.data import TEST, TRAIN, VAL, decode_image, split
-from automl_core.imagecache import ImageCache
-from automl_core.scan import scan
+from automl_core.data.cache import ImageCache
+from automl_core.data.dataset import TEST, TRAIN, VAL, split
+from automl_core.data.decode import decode_image
+from automl_core.data.scan import scan
 from automl_plugins.image_folder import load_image_folder
 
 RED, BLUE = (200, 30, 30), (30, 30, 200)

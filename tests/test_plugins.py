@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_automl
 
-from automl_core import hookspecs
 from automl_core.errors import PluginError, UsageError
-from automl_core.plugins import BUILTIN_PLUGINS, load_plugins
-from automl_core.registry import Component, Registry
+from automl_core.plugin import hookspecs
+from automl_core.plugin.manager import BUILTIN_PLUGINS, load_plugins
+from automl_core.plugin.registry import Component, Registry
 
 HOOKS = sorted(
     name

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import run_automl
 
-from automl_core.cli import main
-from automl_core.data import decode_image
+from automl_core.cli.main import main
+from automl_core.data.decode import decode_image
 
 ARTIFACTS = ["model.keras", "saved_model", "model.onnx", "model.tflite", "."]
 

@@ -52,7 +52,7 @@ def test_cli_search_runs_two_trials_on_a_ray_cluster(ray_cluster, tmp_path):
 
 
 def test_a_trial_process_that_dies_is_a_failed_trial(ray_cluster, tmp_path):
-    from automl_core.engine import SearchConfig, search
+    from automl_core.search.engine import SearchConfig, search
 
     images = make_image_folder(tmp_path / "images")
     config = SearchConfig(
@@ -78,7 +78,7 @@ def test_without_ray_the_executor_says_how_to_install_it_before_any_work(tmp_pat
     script = (
         "import sys\n"
         "sys.modules['ray'] = None  # as if the extra were not installed\n"
-        "from automl_core.cli import main\n"
+        "from automl_core.cli.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     out = subprocess.run(

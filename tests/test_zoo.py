@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from automl_core import recipe
-from automl_core.data import DatasetSplit
-from automl_core.plugins import load_plugins
-from automl_core.space import architecture_scope, augmenter_scope, initial_space
-from automl_core.trial import TrialSpec, run_trial, shipped, train_val_pipelines
+from automl_core.data.dataset import DatasetSplit
+from automl_core.plugin.manager import load_plugins
+from automl_core.training import recipe
+from automl_core.training.space import architecture_scope, augmenter_scope, initial_space
+from automl_core.training.trial import TrialSpec, run_trial, shipped, train_val_pipelines
 from automl_plugins import backbones
 
 PLUGINS = load_plugins()

@@ -1,0 +1,1 @@
+"""The ``automl`` command line: the parser and the built-in subcommands."""

@@ -1,0 +1,1 @@
+"""Data ingest: find images (scan), decode them once (cache), split train/validation."""

@@ -1,0 +1,1 @@
+"""Where trials run: the worker protocol, the local executors, the worker process."""

@@ -1,0 +1,148 @@
+"""A run directory read back for reporting: finished, failed or interrupted alike.
+
+Everything comes from the run's own files, so ``automl report`` can re-render a search
+long after it ended, or while it is still running.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from automl_core.errors import UsageError
+from automl_core.results.model_card import CARD_JSON
+from automl_core.results.testset import TEST_METRICS
+from automl_core.rundir import RunDir, read_json
+from automl_core.training.trial import REFIT, TrialResult, TrialSpec
+
+RUNNING, UNFINISHED = "running", "unfinished"
+"""Statuses of a trial with no result yet: the search is still going, or it stopped."""
+
+CSV_COLUMNS = (
+    "rank",
+    "trial_id",
+    "status",
+    "architecture",
+    "augmenter",
+    "val_accuracy",
+    "val_loss",
+    "params",
+    "train_seconds",
+    "epochs_run",
+    "best_epoch",
+    "device",
+    "error",
+    "hyperparameters",
+)
+
+
+@dataclass
+class RunReport:
+    """What a report shows about one run directory."""
+
+    run_dir: RunDir
+    config: dict
+    dataset: dict
+    state: dict
+    trials: list[TrialResult]
+    """Every trial that has a directory, in trial-id order; unfinished ones carry no metrics."""
+    leaderboard: list[TrialResult]
+    card: dict | None = None
+    test: dict | None = None
+
+    @property
+    def objective(self) -> str:
+        return self.config.get("objective", "val_accuracy")
+
+    @property
+    def status(self) -> str:
+        """``finished``, ``interrupted``, ``running`` (or ``unknown`` before any trial ended)."""
+        return self.state.get("status", "unknown")
+
+    @property
+    def elapsed(self) -> float:
+        return float(self.state.get("elapsed_seconds", 0.0))
+
+    @property
+    def time_budget(self) -> float | None:
+        return self.config.get("time_budget")
+
+    def rows(self) -> list[dict]:
+        """One flat record per trial, ranked ones first with their rank."""
+        ranks = {r.trial_id: n for n, r in enumerate(self.leaderboard, 1)}
+        ordered = self.leaderboard + [t for t in self.trials if t.trial_id not in ranks]
+        rows = []
+        for trial in ordered:
+            row = asdict(trial)
+            row.pop("history")
+            row.pop("hp_config")
+            rows.append({"rank": ranks.get(trial.trial_id)} | row)
+        return rows
+
+    def to_json(self) -> str:
+        """The whole report as JSON: run facts, every trial, the winner's evaluation."""
+        return json.dumps(
+            {
+                "run_dir": str(self.run_dir.path),
+                "status": self.status,
+                "elapsed_seconds": self.elapsed,
+                "time_budget": self.time_budget,
+                "objective": self.objective,
+                "dataset": {k: v for k, v in self.dataset.items() if k != "skipped"},
+                "trials": self.rows(),
+                "winner": self.card,
+                "test": self.test,
+            },
+            indent=2,
+            default=str,
+        )
+
+    def to_csv(self) -> str:
+        """One CSV line per trial; hyperparameters as a JSON object in one column."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow(row | {"hyperparameters": json.dumps(row["hyperparameters"])})
+        return out.getvalue()
+
+
+def load_report(path: str | Path) -> RunReport:
+    """Read a run directory; a folder that is not one is a usage error."""
+    from automl_core.search.run import rank
+
+    run_dir = RunDir(Path(path))
+    if not run_dir.config.is_file():
+        raise UsageError(f"{str(path)!r} is not a search run directory (no config.json)")
+    config = read_json(run_dir.config)
+    state = read_json(run_dir.state) if run_dir.state.is_file() else {}
+    folders = sorted(d for d in (run_dir.path / "trials").glob("*") if d.name != REFIT)
+    trials = [_trial(d, state) for d in folders]
+    trials = [t for t in trials if t is not None]
+    card, test = run_dir.winner / CARD_JSON, run_dir.winner / TEST_METRICS
+    return RunReport(
+        run_dir=run_dir,
+        config=config,
+        dataset=read_json(run_dir.dataset) if run_dir.dataset.is_file() else {},
+        state=state,
+        trials=trials,
+        leaderboard=rank(trials, config.get("objective", "val_accuracy")),
+        card=read_json(card) if card.is_file() else None,
+        test=read_json(test) if test.is_file() else None,
+    )
+
+
+def _trial(directory: Path, state: dict) -> TrialResult | None:
+    """The trial's saved result; a trial that never ended is shown from its spec."""
+    if (directory / "metrics.json").is_file():
+        return TrialResult.load(directory)
+    if not (directory / "spec.json").is_file():
+        return None
+    spec = TrialSpec.load(directory)
+    status = RUNNING if state.get("status") == RUNNING else UNFINISHED
+    result = TrialResult(spec.trial_id, spec.architecture, spec.augmenter, status)
+    result.device = spec.device
+    return result

@@ -1,0 +1,138 @@
+"""The model card: what a user needs to run the winner and judge it, as JSON and Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automl_core.rundir import atomic_target, write_json
+
+CARD_JSON = "model_card.json"
+CARD_MD = "model_card.md"
+
+
+def build(
+    metadata: dict,
+    dataset: dict,
+    validation: dict,
+    model: dict,
+    exports: dict[str, dict],
+    test: dict | None = None,
+) -> dict:
+    """The card's facts, JSON-ready.
+
+    ``metadata`` is ``winner.json``, ``dataset`` is ``dataset.json``, ``validation`` and
+    ``test`` (``winner/test_metrics.json``, when the search had a test set) are
+    classification reports,
+    ``model`` the ``.keras`` file's size and latency, ``exports`` one verification record
+    per exported artifact.
+    """
+    height, width, channels = metadata["input_shape"]
+    evaluation = {"validation": validation}
+    if test:
+        evaluation["test"] = test
+    return {
+        "classes": metadata["classes"],
+        "input": {
+            "shape": [height, width, channels],
+            "dtype": "float32",
+            "value_range": [0, 255],
+            "color": "RGB",
+            "layout": "batch, height, width, channels",
+            "resize": "squash to the input size, bilinear (automl_core.data.decode.decode_image)",
+            "preprocessing": "inside the model: pass raw pixel values",
+        },
+        "architecture": metadata["architecture"],
+        "augmenter": metadata["augmenter"],
+        "trial_id": metadata["trial_id"],
+        "hyperparameters": metadata["hyperparameters"],
+        "evaluation": evaluation,
+        "training_data": {
+            key: dataset[key]
+            for key in ("source", "layout", "images", "counts", "train", "val", "val_split", "seed")
+            if key in dataset
+        }
+        | {"skipped_files": len(dataset.get("skipped", []))},
+        "model": model,
+        "exports": exports,
+    }
+
+
+def write(folder: Path, card: dict) -> Path:
+    """Write ``model_card.json`` and ``model_card.md`` into ``folder``; returns the .md."""
+    write_json(folder / CARD_JSON, card)
+    target = folder / CARD_MD
+    with atomic_target(target) as tmp:
+        tmp.write_text(markdown(card))
+    return target
+
+
+def markdown(card: dict) -> str:
+    """The card as Markdown, for people."""
+    shape = card["input"]["shape"]
+    lines = [
+        f"# Model card: {card['architecture']}",
+        "",
+        "## Use",
+        "",
+        f"- Input: RGB images, {shape[0]}x{shape[1]} pixels, float32 raw values 0..255, "
+        "batch first; resizing is yours, all other preprocessing is inside the model.",
+        f"- Output: {len(card['classes'])} class probabilities (softmax), in this order:",
+        "",
+        *[f"  {i}. {name}" for i, name in enumerate(card["classes"])],
+        "",
+        "```",
+        "automl predict model.keras photo.jpg --top-k 3",
+        "```",
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {card['architecture']} (augmenter: {card['augmenter']}, "
+        f"trial {card['trial_id']})",
+        f"- File: {card['model']['file']}, {_size(card['model']['size_bytes'])}, "
+        f"{card['model']['cpu_latency_ms']} ms per image on this machine's CPU",
+        "- Hyperparameters:",
+        *[f"  - {name}: {value}" for name, value in card["hyperparameters"].items()],
+        "",
+        "## Evaluation",
+        "",
+    ]
+    for name, report in card["evaluation"].items():
+        lines += _report(name, report)
+    lines += ["## Training data", ""]
+    lines += [f"- {key}: {value}" for key, value in card["training_data"].items()]
+    lines += ["", "## Exports", ""]
+    if card["exports"]:
+        lines += [
+            "| artifact | runtime | size | ms/image | top-1 agreement | max prob diff | "
+            "accuracy | change |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for record in card["exports"].values():
+            change = record.get("accuracy_change")
+            lines.append(
+                f"| {record['path']} | {record['runtime']} | {_size(record['size_bytes'])} "
+                f"| {record['cpu_latency_ms']} | {record['top1_agreement']:.1%} "
+                f"| {record['max_abs_diff']:.2g} | {record['accuracy']:.1%} "
+                f"| {'' if change is None else f'{change:+.1%}'} |"
+            )
+    else:
+        lines.append("None yet: `automl export RUN_DIR --format onnx` adds one.")
+    return "\n".join(lines) + "\n"
+
+
+def _report(name: str, report: dict) -> list[str]:
+    accuracy = report["accuracy"]
+    lines = [
+        f"### {name.capitalize()} ({report['images']} images): "
+        f"accuracy {'n/a' if accuracy is None else f'{accuracy:.1%}'}",
+        "",
+        "| class | accuracy |",
+        "|---|---|",
+    ]
+    for cls, value in report["per_class_accuracy"].items():
+        lines.append(f"| {cls} | {'n/a' if value is None else f'{value:.1%}'} |")
+    return [*lines, ""]
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"

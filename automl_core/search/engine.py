@@ -1,0 +1,134 @@
+"""A search from start to end: data, oracle, the trial loop, then the winner.
+
+The run directory is the whole state (config, data split, oracle, trials), written
+atomically as the search goes, so an interrupted or killed search resumes where it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from automl_core.data.dataset import load_split, save_split, split
+from automl_core.errors import UsageError
+from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
+from automl_core.results.export import publish_search
+from automl_core.results.testset import evaluate_test_set
+from automl_core.results.winner import save_winner
+from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.search.loop import SearchLoop, graceful_interrupt
+from automl_core.search.run import SearchConfig, SearchRun, rank, save_state
+from automl_core.training.space import initial_space
+from automl_core.training.trial import OBJECTIVES, TrialResult
+
+__all__ = ["SearchConfig", "SearchRun", "rank", "resume", "search"]
+
+
+def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
+    """Run a whole search and return it, leaderboard ranked and winner saved."""
+    config.validate()
+    plugins = plugins or load_plugins(config.plugins)
+    config.plugins = [normalize_source(p) for p in config.plugins]
+    names = _resolve_names(config, plugins)
+    if config.out is not None and RunDir(Path(config.out)).config.exists():
+        raise UsageError(
+            f"{config.out!r} already holds a search; continue it with --resume {config.out} "
+            "or choose another --out"
+        )
+    loader = plugins["datasets"].get(config.dataset).obj
+    images = loader(config.source, image_size=config.image_size)
+    data = split(images, config.val_split, config.seed)
+    run_dir = RunDir(Path(config.out)) if config.out else RunDir.new()
+    run = SearchRun(config, run_dir, plugins, *names, data=data)
+    save_split(data, run_dir.data)
+    run.dataset_summary = images.summary() | {
+        "train": len(data.y_train),
+        "val": len(data.y_val),
+        "val_split": round(len(data.y_val) / (len(data.y_train) + len(data.y_val)), 4),
+        "seed": config.seed,
+    }
+    write_json(run_dir.config, asdict(config))
+    write_json(run_dir.dataset, run.dataset_summary)
+    return _drive(run, _make_oracle(run))
+
+
+def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> SearchRun:
+    """Continue a search from its run directory: finished trials are kept, not re-run.
+
+    ``changes`` override saved settings that may differ on resume (``max_trials``).
+    """
+    directory = RunDir(Path(run_dir))
+    if not directory.config.exists():
+        raise UsageError(f"{str(run_dir)!r} is not a search run directory (no config.json)")
+    config = SearchConfig(**read_json(directory.config))
+    for name, value in changes.items():
+        if value is not None:
+            setattr(config, name, value)
+    config.validate()
+    plugins = plugins or load_plugins()
+    plugins.load(config.plugins)  # the search's own -p plugins, wherever it is resumed
+    run = SearchRun(config, directory, plugins, *_resolve_names(config, plugins))
+    run.data = load_split(directory.data)
+    run.dataset_summary = read_json(directory.dataset)
+    state = read_json(directory.state) if directory.state.exists() else {}
+    run.spent_before = state.get("elapsed_seconds", 0.0)
+    oracle = _make_oracle(run)
+    oracle.reload()
+    oracle.max_trials = config.max_trials
+    run.results = [TrialResult.load(directory.trial(t)) for t in oracle.end_order]
+    run.leaderboard = rank(run.results, config.objective)
+    return _drive(run, oracle)
+
+
+def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], list[str]]:
+    """The architectures and augmenters to try; any unknown name fails before any work."""
+    architectures = [c.name for c in plugins["architectures"].select(config.architectures)]
+    augmenters = [c.name for c in plugins["augmenters"].select(config.augmenters)]
+    for kind, name in (
+        ("tuners", config.tuner),
+        ("executors", config.executor),
+        ("datasets", config.dataset),
+    ):
+        plugins[kind].get(name).require()
+    return architectures, augmenters
+
+
+def _make_oracle(run: SearchRun):
+    import keras_tuner
+
+    config = run.config
+    tuner = run.plugins["tuners"].get(config.tuner).obj
+    oracle = tuner(
+        objective=keras_tuner.Objective(config.objective, OBJECTIVES[config.objective]),
+        max_trials=config.max_trials,
+        max_epochs=config.epochs,
+        seed=config.seed + 1,  # keras-tuner oracles take 0 to mean "pick a random seed"
+        hyperparameters=initial_space(run.architectures, run.augmenters),
+    )
+    oracle.verbose = 0  # the rich report owns the terminal
+    oracle.max_consecutive_failed_trials = None  # the engine counts failures itself
+    oracle._set_project_dir(str(run.run_dir.path), "oracle")
+    return oracle
+
+
+def _drive(run: SearchRun, oracle) -> SearchRun:
+    run.plugins.hook.search_start(run=run)
+    executor = run.plugins["executors"].get(run.config.executor).obj(run)
+    loop = SearchLoop(run, oracle, executor)
+    status, refit = "interrupted", None
+    try:
+        with graceful_interrupt(run, executor):
+            loop.go()
+            if run.leaderboard:
+                refit = loop.refit()
+        status = "interrupted" if run.interrupted else "finished"
+    finally:
+        executor.close()
+        save_state(run, status)
+    if run.leaderboard:
+        save_winner(run, refit)
+        evaluate_test_set(run)
+        publish_search(run)  # the model card, and the --export formats verified
+    save_state(run, status)
+    run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
+    return run

@@ -1,0 +1,1 @@
+"""One trial's training: build, recipe, schedules, layers, TTA, evaluation."""

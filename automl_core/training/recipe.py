@@ -1,0 +1,195 @@
+"""The per-trial training recipe: optimizer, weight decay, label smoothing, schedule, batch size.
+
+Every value is a hyperparameter declared inside the architecture's scope, after the
+architecture's factory ran, so an architecture sets its own defaults (or its own search
+ranges) by declaring the same names first, exactly like ``learning_rate``. A model with a
+frozen backbone (a nested model with ``trainable=False``) also gets the transfer-learning
+values: how many of the backbone's top layers to fine-tune afterwards, at what share of
+the learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle")
+ONECYCLE_WARMUP = 0.3
+"""One-cycle spends this share of the steps warming up from ``learning_rate / 25``."""
+NO_DECAY = ["bias", "gamma", "beta"]
+"""Variables (by name) weight decay leaves alone: biases and normalisation scales."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """This trial's training values, read once from ``hp``."""
+
+    learning_rate: float
+    optimizer: str
+    weight_decay: float
+    label_smoothing: float
+    schedule: str
+    warmup: float
+    """Share of all steps spent warming the learning rate up (cosine schedule)."""
+    batch_size: int
+    fine_tune_layers: int = 0
+    fine_tune_lr_factor: float = 0.1
+
+
+def declare(hp, model, batch_size: int) -> Recipe:
+    """Declare the recipe on ``hp`` (inside the architecture's scope) and read its values.
+
+    ``batch_size`` is the search's ``--batch-size``: the default, unless the
+    architecture declared ``batch_size`` itself.
+    """
+    values = dict(
+        learning_rate=hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3),
+        optimizer=hp.Choice("optimizer", list(OPTIMIZERS), default="adamw"),
+        weight_decay=hp.Float("weight_decay", 1e-5, 1e-1, sampling="log", default=4e-3),
+        label_smoothing=hp.Float("label_smoothing", 0.0, 0.2, step=0.1, default=0.0),
+        schedule=hp.Choice("schedule", list(SCHEDULES), default="cosine"),
+        warmup=hp.Float("warmup", 0.0, 0.2, step=0.05, default=0.05),
+        batch_size=hp.Fixed("batch_size", batch_size),
+    )
+    if frozen_backbones(model):
+        values["fine_tune_layers"] = hp.Choice("fine_tune_layers", [0, 20, 50], default=0)
+        values["fine_tune_lr_factor"] = hp.Choice("fine_tune_lr_factor", [0.01, 0.1], default=0.1)
+    return Recipe(**values)
+
+
+def fit(
+    model,
+    recipe: Recipe,
+    train,
+    val,
+    *,
+    epochs: int,
+    callbacks: list,
+    initial_epoch: int = 0,
+    plan: Callable[[int, float], int] | None = None,
+) -> dict:
+    """Compile and train from ``initial_epoch`` to ``epochs``; with fine-tuning, the second
+    half of the epochs trains the backbone's top layers too, at the lower learning rate.
+
+    ``plan(epochs_done, seconds_per_epoch)``, asked after every epoch, may move the end
+    (never past ``epochs``): training stops there and the learning-rate schedule is
+    re-planned to end there too. Returns the merged history of the epochs trained here.
+    """
+    steps = int(train.cardinality())
+    end = Planned(epochs, plan)
+    merged: dict[str, list[float]] = {}
+    first = initial_epoch
+    for tuning in (False, True):
+        if tuning and not recipe.fine_tune_layers:
+            break
+        if first >= end.last(recipe, tuning):
+            continue
+        if tuning:
+            for backbone in frozen_backbones(model):
+                unfreeze_top(backbone, recipe.fine_tune_layers)
+        scale = recipe.fine_tune_lr_factor if tuning else 1.0
+        schedule = _compile(model, recipe, steps * (end.last(recipe, tuning) - first), scale)
+        history = model.fit(
+            train,
+            validation_data=val,
+            epochs=end.last(recipe, tuning),
+            initial_epoch=first,
+            verbose=0,
+            callbacks=[*callbacks, end.callback(recipe, tuning, schedule, steps, first)],
+            shuffle=False,  # the pipeline shuffles, seeded
+        )
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(float(v) for v in values)
+        first += len(history.history.get("loss", []))
+        if first < end.last(recipe, tuning):
+            break  # stopped early: patience, the deadline or the user
+    return merged
+
+
+class Planned:
+    """Where training ends: ``epochs``, or sooner when the plan says so."""
+
+    def __init__(self, epochs: int, plan: Callable[[int, float], int] | None):
+        self.most, self.epochs, self.plan = epochs, epochs, plan
+
+    def last(self, recipe: Recipe, tuning: bool) -> int:
+        """The end of the current phase: the first half of the epochs trains the head
+        alone when there is a fine-tuning phase."""
+        if recipe.fine_tune_layers and not tuning and self.epochs > 1:
+            return math.ceil(self.epochs / 2)
+        return self.epochs
+
+    def callback(self, recipe: Recipe, tuning: bool, schedule, steps: int, first: int):
+        """A Keras callback that re-plans after each epoch, from that epoch's duration."""
+        import keras
+
+        planned = self
+
+        class Replan(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if planned.plan is None:
+                    return
+                seconds = time.perf_counter() - self.started
+                wanted = planned.plan(epoch + 1, seconds)
+                planned.epochs = max(epoch + 1, min(planned.most, wanted))
+                last = planned.last(recipe, tuning)
+                schedule.replan(steps * (last - first))
+                if epoch + 1 >= last:
+                    self.model.stop_training = True
+
+        return Replan()
+
+
+def frozen_backbones(model) -> list:
+    """The nested models of ``model`` that are frozen (a pretrained backbone)."""
+    import keras
+
+    return [
+        layer for layer in model.layers if isinstance(layer, keras.Model) and not layer.trainable
+    ]
+
+
+def unfreeze_top(backbone, count: int) -> None:
+    """Make the last ``count`` layers of ``backbone`` trainable; batch norm stays frozen."""
+    import keras
+
+    backbone.trainable = True
+    for index, layer in enumerate(backbone.layers):
+        in_top = index >= len(backbone.layers) - count
+        layer.trainable = in_top and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def learning_rate_schedule(recipe: Recipe, total_steps: int, scale: float = 1.0):
+    """Cosine decay after a linear warm-up, or one-cycle (long warm-up from lr/25)."""
+    from automl_core.training.schedule import WarmupCosine
+
+    peak = recipe.learning_rate * scale
+    if recipe.schedule == "onecycle":
+        return WarmupCosine(peak / 25, peak, ONECYCLE_WARMUP, total_steps)
+    return WarmupCosine(0.0, peak, recipe.warmup, total_steps)
+
+
+def _compile(model, recipe: Recipe, total_steps: int, scale: float = 1.0):
+    """Compile for ``total_steps`` steps; returns the learning-rate schedule."""
+    import keras
+
+    schedule = learning_rate_schedule(recipe, total_steps, scale)
+    if recipe.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(
+            schedule, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
+        )
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return schedule

@@ -1,0 +1,310 @@
+"""One candidate: build, compile, fit with early stopping, evaluate -> ``TrialResult``."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from automl_core.data.dataset import DatasetSplit
+from automl_core.rundir import atomic_target, read_json, write_json
+from automl_core.training.evaluate import accuracy, cross_entropy
+from automl_core.training.space import architecture_scope, augmenter_scope, from_config
+from automl_core.training.tta import flip_predictions
+
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
+COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
+"""A stopped trial was interrupted by the user; a resumed search runs it again."""
+FINISH_EPOCHS = 0.25
+"""Evaluating and saving a trial, in epochs of its training: kept free before its end."""
+REFIT = "refit"
+"""The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
+
+
+class TrialListener(Protocol):
+    """Told what a running trial does, from inside its process."""
+
+    def built(self, hp_config: dict[str, Any]) -> None:
+        """The model is built: every hyperparameter the candidate uses is declared."""
+
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        """An epoch ended (``epoch`` counts from 1)."""
+
+
+@dataclass
+class TrialSpec:
+    """Everything needed to run one trial, as plain JSON-able values."""
+
+    trial_id: str
+    architecture: str
+    augmenter: str
+    hp_config: dict[str, Any]
+    """keras-tuner ``HyperParameters.get_config()``: the space and this trial's values."""
+    trial_dir: str
+    epochs: int
+    batch_size: int
+    patience: int
+    seed: int
+    objective: str = "val_accuracy"
+    device: str = "cpu"
+    """The slot the trial runs on (``cpu:0``, ``gpu:1``), recorded with its result."""
+    deadline: float | None = None
+    """Wall-clock time (``time.time()``) at which training stops, keeping its best epoch."""
+    seconds: float | None = None
+    """The trial's share of a time budget: its epochs are planned to end within it."""
+    initial_epoch: int = 0
+    """Epochs already trained: with ``warm_start``, training continues from there."""
+    warm_start: str | None = None
+    """A ``model.keras`` of the same candidate whose weights this trial starts from
+    (successive halving promotes a trial by training it further)."""
+    train_on_all: bool = False
+    """Refit: train on the training and validation images together."""
+
+    def save(self) -> None:
+        write_json(Path(self.trial_dir) / "spec.json", asdict(self))
+
+    @classmethod
+    def load(cls, trial_dir: Path) -> TrialSpec:
+        return cls(**read_json(Path(trial_dir) / "spec.json"))
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced; saved as ``metrics.json`` + ``history.json``."""
+
+    trial_id: str
+    architecture: str
+    augmenter: str
+    status: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy_tta: float | None = None
+    """Validation accuracy with flip test-time augmentation."""
+    params: int | None = None
+    train_seconds: float = 0.0
+    epochs_run: int = 0
+    """Epochs trained in all, counting the ``initial_epoch`` a promoted trial started from."""
+    initial_epoch: int = 0
+    best_epoch: int | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    error: str | None = None
+    """The failure reason in one line; the traceback is in ``traceback.txt``."""
+    model_path: str | None = None
+    device: str = "cpu"
+    hp_config: dict[str, Any] = field(default_factory=dict, repr=False)
+    history: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def score(self, objective: str) -> float:
+        return getattr(self, objective)
+
+    def save(self, directory: Path) -> None:
+        metrics = asdict(self)
+        write_json(Path(directory) / "history.json", metrics.pop("history"))
+        write_json(Path(directory) / "metrics.json", metrics)
+
+    @classmethod
+    def load(cls, directory: Path) -> TrialResult:
+        result = cls(**read_json(Path(directory) / "metrics.json"))
+        history = Path(directory) / "history.json"
+        result.history = read_json(history) if history.exists() else {}
+        return result
+
+
+def run_trial(
+    spec: TrialSpec,
+    data: DatasetSplit,
+    architecture: Callable,
+    augmenter: Callable,
+    listener: TrialListener | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> TrialResult:
+    """Train one candidate; any exception becomes a failed result, never a crash.
+
+    ``stop_requested`` is asked after every epoch: when it answers yes, training ends
+    there and the result is ``stopped`` (the user interrupted the search).
+    """
+    result = TrialResult(spec.trial_id, spec.architecture, spec.augmenter, FAILED)
+    result.started_at = time.time()
+    result.device = spec.device
+    result.initial_epoch = spec.initial_epoch
+    if spec.train_on_all:
+        data = data.with_validation_in_training()
+    trial_dir = Path(spec.trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        control = _control_callback(spec, result, listener, stop_requested)
+        _train(spec, data, architecture, augmenter, control, result)
+        result.status = STOPPED if control.stopped_by_user else COMPLETED
+    except Exception as error:
+        result.error = one_line(error)
+        (trial_dir / "traceback.txt").write_text(traceback.format_exc())
+    result.ended_at = time.time()
+    result.save(trial_dir)
+    return result
+
+
+def _control_callback(spec: TrialSpec, result: TrialResult, listener, stop_requested):
+    """A Keras callback: report progress, stop on request or at the deadline."""
+    import keras
+
+    class Control(keras.callbacks.Callback):
+        stopped_by_user = False
+
+        def on_train_begin(self, logs=None):
+            if listener is not None:
+                listener.built(result.hp_config)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if spec.deadline is not None and time.time() >= spec.deadline:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            result.epochs_run = epoch + 1
+            if listener is not None:
+                listener.epoch(epoch + 1, _floats(logs))
+            if stop_requested():
+                self.stopped_by_user = True
+                self.model.stop_training = True
+
+    return Control()
+
+
+def _train(spec, data, architecture, augmenter, control, result: TrialResult) -> None:
+    import keras
+
+    from automl_core.training import recipe
+    from automl_core.training.space import active_values
+
+    keras.utils.set_random_seed(spec.seed)
+    hp = from_config(spec.hp_config)
+    try:
+        with architecture_scope(hp, spec.architecture):
+            model = architecture(hp, data.input_shape, data.num_classes)
+            plan = recipe.declare(hp, model, batch_size=spec.batch_size)
+        with augmenter_scope(hp, spec.augmenter):
+            augment = augmenter(hp)
+    finally:  # what was declared joins the space even when the build fails
+        result.hyperparameters = active_values(hp)
+        result.hp_config = hp.get_config()
+    result.params = int(model.count_params())
+    if spec.warm_start:
+        model.load_weights(spec.warm_start)
+
+    train, val = train_val_pipelines(data, plan.batch_size, seed=spec.seed, augment=augment)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=spec.objective,
+        mode=OBJECTIVES[spec.objective],
+        patience=spec.patience,
+        restore_best_weights=True,
+    )
+    callbacks = [keras.callbacks.TerminateOnNaN(), stopper, control]
+    start = time.perf_counter()
+    result.history = recipe.fit(
+        model,
+        plan,
+        train,
+        val,
+        epochs=spec.epochs,
+        callbacks=callbacks,
+        initial_epoch=spec.initial_epoch,
+        plan=_epoch_plan(spec, result.started_at),
+    )
+    result.train_seconds = time.perf_counter() - start
+    result.epochs_run = spec.initial_epoch + len(result.history.get("loss", []))
+    if any(not math.isfinite(v) for v in result.history.get("loss", [])):
+        raise FloatingPointError("training diverged (loss became NaN or infinite)")
+    result.best_epoch = (stopper.best_epoch + 1) if stopper.best_weights is not None else None
+    with architecture_scope(hp, spec.architecture):
+        model = shipped(model, lambda: architecture(hp, data.input_shape, data.num_classes))
+    plain, mirrored = flip_predictions(model, val)
+    result.val_accuracy = accuracy(plain, data.y_val)
+    result.val_loss = cross_entropy(plain, data.y_val)
+    result.val_accuracy_tta = accuracy(plain + mirrored, data.y_val)
+    with atomic_target(Path(spec.trial_dir) / "model.keras") as tmp:
+        model.save(tmp)
+    result.model_path = str(Path(spec.trial_dir) / "model.keras")
+
+
+def _epoch_plan(spec: TrialSpec, started: float):
+    """How many epochs end within the trial's time, asked after each epoch (``None``
+    when the trial has no time limit)."""
+    ends = [end for end in (spec.deadline, spec.seconds and started + spec.seconds) if end]
+    if not ends:
+        return None
+
+    def plan(done: int, epoch_seconds: float) -> int:
+        left = min(ends) - time.time() - FINISH_EPOCHS * epoch_seconds
+        return done + int(max(0.0, left) / epoch_seconds)
+
+    return plan
+
+
+def shipped(model, build: Callable):
+    """The trained ``model`` as it ships: float32 (it may have trained in mixed
+    precision) and uncompiled; ``build`` makes the same model again."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def train_val_pipelines(data: DatasetSplit, batch_size: int, *, seed: int, augment=None):
+    """The training pipeline (shuffled, augmented) and the validation one (neither)."""
+    n = data.num_classes
+    train = pipeline(data.x_train, data.y_train, batch_size, n, seed=seed, augment=augment)
+    return train, pipeline(data.x_val, data.y_val, batch_size, n)
+
+
+def pipeline(x, y, batch_size: int, num_classes: int, *, seed: int | None = None, augment=None):
+    """A tf.data pipeline of float32 raw-pixel batches with one-hot labels.
+
+    Shuffled (seeded) and augmented if asked. An augmenter with a true ``mixes_labels``
+    attribute (MixUp, CutMix) gets and returns ``{"images": ..., "labels": ...}``; any
+    other gets and returns the images alone.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if seed is not None:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(
+        lambda images, labels: (tf.cast(images, "float32"), tf.one_hot(labels, num_classes))
+    )
+    if augment is not None:
+        dataset = dataset.map(partial(_augment, augment), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def one_line(error: BaseException) -> str:
+    """``Type: message`` in one line; for errors whose first line only introduces the
+    detail (TensorFlow's "Graph execution error:"), the last line that says something."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else ""
+    if message.endswith(":"):
+        detail = [line for line in lines[1:] if not line.startswith(("[[", "File ", "Detected"))]
+        message = detail[-1] if detail else message
+    return f"{type(error).__name__}: {message[:300]}"
+
+
+def _augment(augment, images, labels):
+    if getattr(augment, "mixes_labels", False):
+        mixed = augment({"images": images, "labels": labels}, training=True)
+        return mixed["images"], mixed["labels"]
+    return augment(images, training=True), labels
+
+
+def _floats(logs: dict | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items()}
