@@ -77,9 +77,9 @@ def search(
     (``tuner``, ``seed``, ``executor``, ``workers``, ``image_size``, ``export`` ...)
     is a keyword argument named like the ``SearchConfig`` field.
     """
+    from automl_core.engine.search import SearchConfig
+    from automl_core.engine.search import search as run_search
     from automl_core.plugin.manager import load_plugins
-    from automl_core.search.engine import SearchConfig
-    from automl_core.search.engine import search as run_search
 
     fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"source", "plugins"}
     unknown = sorted(set(settings) - fields)

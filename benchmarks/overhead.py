@@ -6,7 +6,7 @@
 The same architecture (``baseline_cnn``, its default hyperparameters), data (a CIFAR-10
 subset from ``--cifar``) and epochs, trained side by side in one run:
 
-- through the engine: a real ``automl_core.search.engine.search`` of two trials, each timed from
+- through the engine: a real ``automl_core.engine.search.search`` of two trials, each timed from
   the moment it is handed to the executor to the moment its result is back (process
   start, TensorFlow import, cache read, build, training, evaluation, saving). On a GPU
   slot the second finds its process ready, started while the first trained; on the CPU
@@ -70,8 +70,8 @@ def cifar_subset(cifar: Path, per_class: int, dest: Path) -> Path:
 
 def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings) -> TrialClock:
     """A real search of ``baseline_cnn`` without augmentation; its trials' clock."""
+    from automl_core.engine.search import SearchConfig, search
     from automl_core.plugin.manager import load_plugins
-    from automl_core.search.engine import SearchConfig, search
 
     plugins = load_plugins()
     clock = TrialClock()

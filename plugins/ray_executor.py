@@ -31,7 +31,7 @@ from automl_core.execution.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, T
 from automl_core.training.trial import TrialResult, TrialSpec, one_line
 
 if TYPE_CHECKING:
-    from automl_core.search.run import SearchRun
+    from automl_core.engine.run import SearchRun
 
 
 @dataclass(frozen=True)

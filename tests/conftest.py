@@ -61,7 +61,7 @@ def train_tiny_run(root: Path, **config) -> Path:
 
     For module-scoped fixtures: the cache lives under ``root``, not the per-test one.
     """
-    from automl_core.search.engine import SearchConfig, search
+    from automl_core.engine.search import SearchConfig, search
 
     images = make_image_folder(root / "images")
     with pytest.MonkeyPatch.context() as patch:

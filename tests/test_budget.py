@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, run_automl
 
-from automl_core.search.engine import SearchConfig, rank, search
+from automl_core.engine.search import SearchConfig, rank, search
 
 FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 TINY_CNN = str(REPO / "examples" / "plugins" / "tiny_cnn.py")

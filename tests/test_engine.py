@@ -10,10 +10,10 @@ from conftest import run_automl
 
 from automl_core import hookimpl
 from automl_core.data.dataset import ImageData
+from automl_core.engine.search import SearchConfig, search
 from automl_core.errors import UsageError
 from automl_core.execution.executors import InlineExecutor
 from automl_core.plugin.manager import load_plugins
-from automl_core.search.engine import SearchConfig, search
 
 
 def synthetic_images(source: str, *, image_size: int | None = None) -> ImageData:

@@ -52,7 +52,7 @@ def test_cli_search_runs_two_trials_on_a_ray_cluster(ray_cluster, tmp_path):
 
 
 def test_a_trial_process_that_dies_is_a_failed_trial(ray_cluster, tmp_path):
-    from automl_core.search.engine import SearchConfig, search
+    from automl_core.engine.search import SearchConfig, search
 
     images = make_image_folder(tmp_path / "images")
     config = SearchConfig(

@@ -14,11 +14,11 @@ from conftest import make_image_folder, run_automl
 from PIL import Image
 from rich.console import Console
 
+from automl_core.engine.search import SearchConfig, search
 from automl_core.plugin.manager import load_plugins
 from automl_core.reporting.live import RichReporter
 from automl_core.reporting.plots import pareto_front
 from automl_core.rundir import read_json, write_json
-from automl_core.search.engine import SearchConfig, search
 
 PLOTS = (
     "learning_curves.png",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from automl_core import hookimpl
 
 if TYPE_CHECKING:
+    from automl_core.engine.run import SearchRun
     from automl_core.reporting.run_report import RunReport
-    from automl_core.search.run import SearchRun
     from automl_core.training.trial import TrialResult
 
 REPORT_DIR = "report"

@@ -11,7 +11,7 @@ from automl_core.errors import UsageError
 
 @hookimpl
 def register_commands(subcommands):
-    from automl_core.search.run import PRECISIONS
+    from automl_core.engine.run import PRECISIONS
 
     search = subcommands.add_parser(
         "search",
@@ -188,9 +188,9 @@ DEMO = {"time_budget": 100.0, "architectures": ["baseline_cnn", "resnet"]}
 
 def run_search(args: argparse.Namespace) -> int:
     from automl_core.data.scan import scan
+    from automl_core.engine.search import SearchConfig, resume, search
     from automl_core.reporting.live import RichReporter
     from automl_core.results.export import exporters_for
-    from automl_core.search.engine import SearchConfig, resume, search
 
     if not args.quiet:
         args.plugins.manager.register(RichReporter(), name="rich-report")
@@ -303,7 +303,7 @@ def non_negative_int(text: str) -> int:
 
 
 def duration(text: str) -> float:
-    from automl_core.search.budget import parse_duration
+    from automl_core.engine.budget import parse_duration
 
     try:
         return parse_duration(text)

@@ -36,7 +36,7 @@ from automl_core.execution.worker import (
 from automl_core.training.trial import FAILED, TrialResult, TrialSpec, run_trial
 
 if TYPE_CHECKING:
-    from automl_core.search.run import SearchRun
+    from automl_core.engine.run import SearchRun
 
 
 class SearchListener(Protocol):

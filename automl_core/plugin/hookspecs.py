@@ -110,7 +110,7 @@ def register_exporters(register: Register) -> None:
 def register_executors(register: Register) -> None:
     """Register places trials run: ``register(name, factory)``.
 
-    ``factory(run: automl_core.search.run.SearchRun) -> Executor`` (the protocol in
+    ``factory(run: automl_core.engine.run.SearchRun) -> Executor`` (the protocol in
     ``automl_core.execution.executors``): ``free_slots()``, ``submit(spec)``, ``wait(listener,
     timeout) -> [TrialResult]``, ``stop(now=...)``, ``close()``. Chosen with ``--executor``.
     """
@@ -129,13 +129,13 @@ def register_commands(subcommands: argparse._SubParsersAction) -> None:
 
 
 @hookspec
-def search_start(run: automl_core.search.run.SearchRun) -> None:
+def search_start(run: automl_core.engine.run.SearchRun) -> None:
     """Called once the data is loaded and split, before the first trial."""
 
 
 @hookspec
 def trial_start(
-    run: automl_core.search.run.SearchRun, spec: automl_core.training.trial.TrialSpec
+    run: automl_core.engine.run.SearchRun, spec: automl_core.training.trial.TrialSpec
 ) -> None:
     """Called when a trial is handed to an executor.
 
@@ -147,7 +147,7 @@ def trial_start(
 
 @hookspec
 def trial_epoch_end(
-    run: automl_core.search.run.SearchRun,
+    run: automl_core.engine.run.SearchRun,
     spec: automl_core.training.trial.TrialSpec,
     epoch: int,
     logs: dict[str, float],
@@ -157,7 +157,7 @@ def trial_epoch_end(
 
 @hookspec
 def trial_end(
-    run: automl_core.search.run.SearchRun, result: automl_core.training.trial.TrialResult
+    run: automl_core.engine.run.SearchRun, result: automl_core.training.trial.TrialResult
 ) -> None:
     """Called when a trial ended, after its result is saved under ``trials/<id>/``.
 
@@ -168,6 +168,6 @@ def trial_end(
 
 @hookspec
 def search_end(
-    run: automl_core.search.run.SearchRun, leaderboard: list[automl_core.training.trial.TrialResult]
+    run: automl_core.engine.run.SearchRun, leaderboard: list[automl_core.training.trial.TrialResult]
 ) -> None:
     """Called once at the end of a search with the ranked completed trials."""

@@ -30,7 +30,7 @@ SHOW_TRIALS = 12
 STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "stopped": "yellow"}
 
 if TYPE_CHECKING:
-    from automl_core.search.run import SearchRun
+    from automl_core.engine.run import SearchRun
     from automl_core.training.trial import TrialResult, TrialSpec
 
 

@@ -112,7 +112,7 @@ class RunReport:
 
 def load_report(path: str | Path) -> RunReport:
     """Read a run directory; a folder that is not one is a usage error."""
-    from automl_core.search.run import rank
+    from automl_core.engine.run import rank
 
     run_dir = RunDir(Path(path))
     if not run_dir.config.is_file():

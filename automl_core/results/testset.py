@@ -16,7 +16,7 @@ from automl_core.rundir import write_json
 from automl_core.training.evaluate import evaluate
 
 if TYPE_CHECKING:
-    from automl_core.search.run import SearchRun
+    from automl_core.engine.run import SearchRun
 
 TEST_METRICS = "test_metrics.json"
 

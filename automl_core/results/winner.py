@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from automl_core.rundir import write_json
 
 if TYPE_CHECKING:
-    from automl_core.search.run import SearchRun
+    from automl_core.engine.run import SearchRun
     from automl_core.training.trial import TrialResult
 
 

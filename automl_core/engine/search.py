@@ -10,14 +10,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from automl_core.data.dataset import load_split, save_split, split
+from automl_core.engine.loop import SearchLoop, graceful_interrupt
+from automl_core.engine.run import SearchConfig, SearchRun, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
 from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json, write_json
-from automl_core.search.loop import SearchLoop, graceful_interrupt
-from automl_core.search.run import SearchConfig, SearchRun, rank, save_state
 from automl_core.training.space import initial_space
 from automl_core.training.trial import OBJECTIVES, TrialResult
 

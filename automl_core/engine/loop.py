@@ -7,10 +7,10 @@ import sys
 import threading
 import time
 
+from automl_core.engine.budget import Pace
+from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
-from automl_core.search.budget import Pace
-from automl_core.search.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.training.space import ARCHITECTURE, AUGMENTER, from_config
 from automl_core.training.trial import COMPLETED, FAILED, REFIT, STOPPED, TrialResult, TrialSpec
 
