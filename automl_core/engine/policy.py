@@ -1,0 +1,343 @@
+"""The scheduling policy: what runs next, on how many images, and with how much time.
+
+Pure on purpose: no TensorFlow, no keras-tuner, no files. The loop tells it what the trials
+measured (``Outcome``) and asks it for the next trial (``Run``) with the time left; its
+unit tests run on made-up paces in milliseconds.
+
+Without a time budget the search is a plain sequence: each architecture at its defaults
+(cheapest first), then the tuner's picks, every trial for ``--epochs``.
+
+With a time budget it is successive halving measured in seconds, then one long run:
+
+1. **Screening**: each candidate (every architecture at its defaults, with its own
+   augmenter, topped up with tuner picks to at least ``MIN_SCREENED``) trains for the same
+   few seconds on a slice of the training images. Equal seconds, not equal epochs: what
+   is being ranked is what each candidate makes of the time it will get. These short runs
+   are the probes too: each measures its candidate's steady seconds per image apart from
+   its fixed cost (process start, data, build and compile, evaluation, saving).
+2. **Second rung**: the best third (at least two) again, three times longer on three times
+   the images, when that still fits in the screening share of the budget.
+3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
+   at the deadline. Time left after it (it stopped at its epoch limit) continues it with a
+   new cycle, unless it is at its ceiling.
+
+A candidate whose first epoch cannot end in the time it would get never starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+SCREEN_SHARE = 0.3
+"""The share of the budget spent ranking candidates before the final run."""
+MIN_SCREEN_SECONDS = 6.0
+"""The least training time a screened candidate gets; fewer candidates are screened
+(cheapest prior first) when all of them would get less."""
+MIN_SCREENED = 3
+"""Screening tops the warm-start candidates up to this many with tuner picks."""
+SCREEN_IMAGES = 1 / 8
+"""The slice of the training images a first-rung candidate trains on (at least
+``MIN_SCREEN_IMAGES``, at most all of them)."""
+MIN_SCREEN_IMAGES = 2000
+RUNG_GROWTH = 3
+"""Each rung keeps the best 1/3 and gives them 3x the seconds and the images."""
+FINAL_EPOCHS_FACTOR = 5
+"""The final run trains as many epochs as fit before the deadline, up to this many
+times ``--epochs``."""
+CONTINUE_AT_LEAST = 5
+"""Epochs that must fit in the time left for the best trial to be continued."""
+CEILING = 0.9999
+"""Validation accuracy at which a candidate has nothing left to learn."""
+DEFAULT_FIXED_SECONDS = 8.0
+"""A trial's fixed cost before any was measured (process start and TensorFlow import
+dominate on a CPU)."""
+SCREEN, SECOND, FINAL, CONTINUE, PLAIN = "screen", "second", "final", "continue", "plain"
+"""Stages: the rungs of a budgeted search, its final run and continuation, or a trial of
+a search without a time budget."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a trial trains: an architecture, an augmenter and fixed hyperparameter values
+    (empty for its defaults). ``cost`` is the architecture's registered relative training
+    time, the prior used before its pace is measured."""
+
+    architecture: str
+    augmenter: str
+    values: tuple[tuple[str, Any], ...] = ()
+    cost: float | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.architecture, self.augmenter, self.values)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trial the policy wants started. ``candidate`` ``None``: the tuner's pick."""
+
+    candidate: Candidate | None
+    stage: str
+    epochs: int
+    seconds: float | None = None
+    """Its share of the budget: it plans its epochs to end within it (and stops there)."""
+    train_images: int | None = None
+    """Train on the first this many (shuffled) training images; ``None``: all."""
+    continue_from: str | None = None
+    """A trial whose weights this one starts from (a new learning-rate cycle)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the policy learns from an ended trial."""
+
+    trial_id: str
+    candidate: Candidate
+    stage: str
+    completed: bool
+    score: float = -math.inf
+    """The objective, higher is better (the loop negates a loss)."""
+    val_accuracy: float | None = None
+    wall_seconds: float = 0.0
+    """From the trial's submission to its result: process start and data included."""
+    train_seconds: float = 0.0
+    """Steady training time of the epochs it trained (compile excluded)."""
+    seconds_per_image: float | None = None
+    """Steady training seconds per image and epoch, validation pass included."""
+    epochs_trained: int = 0
+    epochs_planned: int = 0
+    """The epoch limit it was given: trained fewer, it stopped for time or patience."""
+
+    @property
+    def fixed_seconds(self) -> float:
+        return max(0.0, self.wall_seconds - self.train_seconds)
+
+
+class Pace:
+    """Measured seconds per training image, and fixed cost per trial, by architecture;
+    registered ``cost=`` ratios fill in architectures not measured yet."""
+
+    def __init__(self, costs: dict[str, float] | None = None):
+        self.costs = dict(costs or {})
+        self.per_image: dict[str, float] = {}
+        self.fixed: dict[str, list[float]] = {}
+
+    def learn(self, outcome: Outcome) -> None:
+        architecture = outcome.candidate.architecture
+        if outcome.seconds_per_image:
+            known = self.per_image.get(architecture, math.inf)
+            self.per_image[architecture] = min(known, outcome.seconds_per_image)
+        if outcome.wall_seconds > 0:
+            self.fixed.setdefault(architecture, []).append(outcome.fixed_seconds)
+
+    def seconds_per_image(self, architecture: str) -> float | None:
+        """Measured, else the prior: its ``cost`` times the least measured seconds per
+        unit of cost; ``None`` when there is nothing to go on."""
+        if architecture in self.per_image:
+            return self.per_image[architecture]
+        per_unit = [s / self.costs[a] for a, s in self.per_image.items() if self.costs.get(a)]
+        if not per_unit or not self.costs.get(architecture):
+            return None
+        return min(per_unit) * self.costs[architecture]
+
+    def fixed_seconds(self, architecture: str) -> float:
+        """Its own fixed cost if measured, else the least measured, else a default."""
+        own = self.fixed.get(architecture)
+        if own:
+            return min(own)
+        every = [s for seconds in self.fixed.values() for s in seconds]
+        return min(every, default=DEFAULT_FIXED_SECONDS)
+
+    def epoch_seconds(self, architecture: str, images: int) -> float | None:
+        per_image = self.seconds_per_image(architecture)
+        return None if per_image is None else per_image * images
+
+
+@dataclass
+class Policy:
+    """Decides the next trial. ``candidates``: the warm-start portfolio, cheapest first."""
+
+    candidates: list[Candidate]
+    train_images: int
+    epochs: int
+    budget: float | None = None
+    pace: Pace = field(default_factory=Pace)
+    tuner: bool = True
+    """Whether the tuner may pick candidates (after the portfolio, or in screening)."""
+    outcomes: list[Outcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Why a candidate was skipped or a stage left out, for the report."""
+    _queue: list[Run] = field(default_factory=list)
+    _stage: str | None = None
+    _screen_end: float = 0.0
+    """Remaining time at which screening must be over."""
+    _screen_images: int = 0
+
+    def learn(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.pace.learn(outcome)
+
+    def next(self, remaining: float, running: int = 0) -> Run | None:
+        """The trial to start now, or ``None``: wait for the running ones, or (nothing
+        running) the search is done. ``remaining``: seconds to the deadline."""
+        if self.budget is None:
+            return self._next_plain()
+        if self._stage is None:
+            self._plan_screening(remaining)
+        while True:
+            if self._queue:
+                run = self._queue.pop(0)
+                if self._fits(run, remaining):
+                    return run
+                continue
+            if running:
+                return None  # a rung ends before the next is planned
+            if not self._advance(remaining):
+                return None
+
+    # --- without a budget ---------------------------------------------------------------
+
+    def _next_plain(self) -> Run | None:
+        if self._stage is None:
+            self._stage = PLAIN
+            self._queue = [Run(c, PLAIN, self.epochs) for c in self.candidates]
+        if self._queue:
+            return self._queue.pop(0)
+        return Run(None, PLAIN, self.epochs) if self.tuner else None
+
+    # --- with a budget ------------------------------------------------------------------
+
+    def _plan_screening(self, remaining: float) -> None:
+        """Screen as many candidates as get ``MIN_SCREEN_SECONDS`` each in the screening
+        share; one or none: straight to the final run."""
+        self._stage = SCREEN
+        share = SCREEN_SHARE * remaining
+        self._screen_end = remaining - share
+        pool: list[Candidate | None] = list(self.candidates)
+        if self.tuner:
+            pool += [None] * max(0, MIN_SCREENED - len(pool))
+        fixed = self.pace.fixed_seconds("")
+        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < MIN_SCREEN_SECONDS:
+            dropped = pool.pop()
+            if dropped is not None:
+                self.notes.append(
+                    f"{dropped.architecture}: not screened (the budget screens "
+                    f"{len(pool)} candidates)"
+                )
+        if len(pool) < 2:
+            self._stage = SECOND  # nothing to rank: the next stage is the final run
+            return
+        seconds = self._rung_seconds(share, len(pool), fixed)
+        slice_ = max(MIN_SCREEN_IMAGES, int(self.train_images * SCREEN_IMAGES))
+        self._screen_images = min(self.train_images, slice_)
+        self._queue = [Run(c, SCREEN, self._many(), seconds, self._screen_images) for c in pool]
+
+    @staticmethod
+    def _rung_seconds(share: float, screened: int, fixed: float) -> float:
+        """Training seconds for each of ``screened`` first-rung candidates: a second rung
+        (from four candidates up) costs about as much as the first, so each gets half."""
+        rungs = 2 if screened > RUNG_GROWTH else 1
+        return share / rungs / screened - fixed
+
+    def _advance(self, remaining: float) -> bool:
+        """Plan the next stage from the outcomes of the last; ``False``: done."""
+        if self._stage == SCREEN:
+            self._stage = SECOND
+            if self._plan_second(remaining):
+                return True
+        if self._stage == SECOND:
+            self._stage = FINAL
+            best = self._best((SCREEN, SECOND))
+            if best is not None:
+                self._queue = [Run(best.candidate, FINAL, self._many())]
+                return True
+            if not self.outcomes and (self.candidates or self.tuner):
+                first = self.candidates[0] if self.candidates else None  # None: the tuner's
+                self._queue = [Run(first, FINAL, self._many())]
+                return True
+        if self._stage in (FINAL, CONTINUE):
+            return self._plan_continuation(remaining)
+        return False
+
+    def _plan_second(self, remaining: float) -> bool:
+        ranked = self._ranked((SCREEN,))
+        keep = math.ceil(len(ranked) / RUNG_GROWTH)
+        if keep < 2:
+            return False
+        first = [o for o in self.outcomes if o.stage == SCREEN]
+        seconds = RUNG_GROWTH * max(o.train_seconds for o in first)
+        fixed = max(self.pace.fixed_seconds(o.candidate.architecture) for o in ranked[:keep])
+        if keep * (seconds + fixed) > remaining - self._screen_end:
+            self.notes.append("second rung left out: it does not fit in the screening share")
+            return False
+        images = min(self.train_images, RUNG_GROWTH * self._screen_images)
+        self._queue = [
+            Run(o.candidate, SECOND, self._many(), seconds, images) for o in ranked[:keep]
+        ]
+        return True
+
+    def _plan_continuation(self, remaining: float) -> bool:
+        """Continue the last final (or continued) trial with the time left, once it
+        stopped at its epoch limit and is not at its ceiling."""
+        last = next((o for o in reversed(self.outcomes) if o.stage in (FINAL, CONTINUE)), None)
+        self._stage = CONTINUE
+        if last is None or not last.completed:
+            return False
+        if (last.val_accuracy or 0.0) >= CEILING:
+            self.notes.append(f"trial {last.trial_id} is at its ceiling: not continued")
+            return False
+        if last.epochs_trained < last.epochs_planned:
+            return False  # it stopped for time (or a plateau): nothing more to give
+        if last.stage == CONTINUE and not self._improved(last):
+            self.notes.append(f"trial {last.trial_id} plateaued: not continued")
+            return False
+        epoch = self.pace.epoch_seconds(last.candidate.architecture, self.train_images)
+        needed = self.pace.fixed_seconds(last.candidate.architecture) + CONTINUE_AT_LEAST * (
+            epoch or 0.0
+        )
+        if needed > remaining:
+            return False
+        self._queue = [Run(last.candidate, CONTINUE, self.epochs, continue_from=last.trial_id)]
+        return True
+
+    def _fits(self, run: Run, remaining: float) -> bool:
+        """Whether ``run``'s first epoch can end in the time it gets (unknown pace: yes)."""
+        if run.candidate is None:
+            return remaining > self.pace.fixed_seconds("")
+        architecture = run.candidate.architecture
+        epoch = self.pace.epoch_seconds(architecture, run.train_images or self.train_images)
+        fixed = self.pace.fixed_seconds(architecture)
+        own = remaining if run.seconds is None else min(run.seconds + fixed, remaining)
+        if fixed + (epoch or 0.0) <= own:
+            return True
+        self.notes.append(
+            f"{architecture}: skipped for {run.stage}, one epoch (~{epoch:.0f} s) does not "
+            f"fit in its {max(0.0, own - fixed):.0f} s"
+            if epoch
+            else f"{architecture}: skipped for {run.stage}, no time left"
+        )
+        return False
+
+    def _ranked(self, stages: Iterable[str]) -> list[Outcome]:
+        """Completed outcomes of ``stages``, best first; ties go to the cheaper one."""
+        stages = tuple(stages)
+        done = [o for o in self.outcomes if o.stage in stages and o.completed]
+        return sorted(done, key=lambda o: (-o.score, o.seconds_per_image or math.inf))
+
+    def _best(self, stages: Iterable[str]) -> Outcome | None:
+        """The best outcome of the latest of ``stages`` that has any."""
+        for stage in reversed(tuple(stages)):
+            ranked = self._ranked((stage,))
+            if ranked:
+                return ranked[0]
+        return None
+
+    def _improved(self, last: Outcome) -> bool:
+        before = [o for o in self.outcomes if o.stage in (FINAL, CONTINUE) and o is not last]
+        return not before or last.score > max(o.score for o in before)
+
+    def _many(self) -> int:
+        return FINAL_EPOCHS_FACTOR * self.epochs

@@ -1,0 +1,199 @@
+"""The scheduling policy with made-up paces: no TensorFlow, no keras-tuner, milliseconds."""
+
+from __future__ import annotations
+
+import sys
+
+from automl_core.engine.policy import (
+    CONTINUE,
+    FINAL,
+    PLAIN,
+    SCREEN,
+    SECOND,
+    Candidate,
+    Outcome,
+    Pace,
+    Policy,
+)
+
+CNN = Candidate("baseline_cnn", "basic", cost=1)
+RESNET = Candidate("resnet", "flip", cost=4)
+VIT = Candidate("vit", "flip", cost=15)
+IMAGES = 45_000
+
+
+def policy(budget: float | None = 600.0, candidates=(CNN, RESNET, VIT), **kwargs) -> Policy:
+    return Policy(
+        list(candidates),
+        train_images=IMAGES,
+        epochs=20,
+        budget=budget,
+        pace=Pace({c.architecture: c.cost for c in candidates}),
+        **kwargs,
+    )
+
+
+def outcome(run, trial_id: str, score: float, *, per_image: float, fixed: float = 6.0, **kw):
+    """What ``run`` would give: it trains for its seconds (or ``epochs`` epochs) at
+    ``per_image`` seconds per image, plus ``fixed`` seconds of start-up and saving."""
+    images = run.train_images or IMAGES
+    epochs = kw.pop("epochs", None)
+    if epochs is None:
+        epochs = max(1, int(run.seconds / (per_image * images))) if run.seconds else run.epochs
+    train = epochs * per_image * images
+    return Outcome(
+        trial_id,
+        run.candidate,
+        run.stage,
+        completed=True,
+        score=score,
+        val_accuracy=score,
+        wall_seconds=train + fixed,
+        train_seconds=train,
+        seconds_per_image=per_image,
+        epochs_trained=epochs,
+        epochs_planned=kw.pop("planned", run.epochs),
+    )
+
+
+def drain(p: Policy, remaining: float) -> list:
+    runs = []
+    while (run := p.next(remaining, running=len(runs))) is not None:
+        runs.append(run)
+    return runs
+
+
+def test_policy_imports_neither_tensorflow_nor_keras_tuner():
+    assert "tensorflow" not in sys.modules or "automl_core.engine.policy" in sys.modules
+    import subprocess
+
+    code = (
+        "import sys, automl_core.engine.policy; "
+        "assert not {'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules), sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_a_budget_defaults_come_first_then_the_tuner():
+    p = policy(budget=None)
+    runs = [p.next(1e9) for _ in range(5)]
+    assert [r.candidate for r in runs] == [CNN, RESNET, VIT, None, None]
+    assert {r.stage for r in runs} == {PLAIN} and {r.epochs for r in runs} == {20}
+
+
+def test_screening_gives_every_candidate_equal_seconds_on_a_slice():
+    p = policy()
+    screen = drain(p, 600)
+    assert [r.candidate for r in screen] == [CNN, RESNET, VIT]
+    assert {r.stage for r in screen} == {SCREEN}
+    assert len({r.seconds for r in screen}) == 1
+    assert screen[0].train_images < IMAGES
+    # the screening share of the budget holds their seconds and fixed costs
+    assert sum(r.seconds for r in screen) + 3 * 8 <= 0.3 * 600 + 1e-6
+
+
+def test_a_slow_first_trial_does_not_make_it_skip_the_strongest_candidate():
+    """The first trial's epoch was slow (compile, a cold process): resnet, priced from it
+    by its cost, is still screened, and it wins the final run on its score."""
+    p = policy(budget=600)
+    cnn_run = p.next(600)
+    p.learn(outcome(cnn_run, "0", 0.55, per_image=0.002, fixed=40.0))  # slow first trial
+    resnet_run = p.next(550)
+    assert resnet_run.candidate == RESNET
+    p.learn(outcome(resnet_run, "1", 0.70, per_image=0.003))
+    final = p.next(500)  # one vit epoch on the slice: 15 x 0.002 x 5,625 = 169 s > 52 s
+    assert any("vit" in note and "does not fit" in note for note in p.notes)
+    assert final.stage == FINAL and final.candidate == RESNET and final.train_images is None
+
+
+def test_compile_time_is_not_charged_per_epoch():
+    """A probe that spent 50 s building and compiling and 10 s training 5,000 images:
+    an epoch of 45,000 images is estimated at 90 s, not at 60 s x 9."""
+    pace = Pace()
+    probe = Outcome(
+        "0",
+        CNN,
+        SCREEN,
+        completed=True,
+        wall_seconds=60.0,
+        train_seconds=10.0,
+        seconds_per_image=10.0 / 5000,
+        epochs_trained=1,
+    )
+    pace.learn(probe)
+    assert pace.epoch_seconds("baseline_cnn", 45_000) == 90.0
+    assert pace.fixed_seconds("baseline_cnn") == 50.0
+
+
+def test_no_trial_starts_when_its_first_epoch_cannot_end_before_the_deadline():
+    p = policy(candidates=(CNN,))
+    p.pace.learn(outcome(p.next(600), "0", 0.6, per_image=0.001, epochs=1))
+    # one epoch of all images takes 45 s + 6 s fixed: 40 s left is not enough
+    p2 = policy(candidates=(CNN,))
+    p2.pace = p.pace
+    assert p2.next(40.0) is None
+    assert any("does not fit" in note for note in p2.notes)
+    assert p2.next(60.0) is None  # a plan once dropped stays dropped
+    p3 = policy(candidates=(CNN,))
+    p3.pace = p.pace
+    run = p3.next(60.0)
+    assert run is not None and run.stage == FINAL
+
+
+def test_second_rung_keeps_the_best_third_with_three_times_the_seconds():
+    many = [Candidate(f"net{i}", "basic", cost=1) for i in range(6)]
+    p = policy(budget=3600, candidates=many)
+    screen = drain(p, 3600)
+    assert len(screen) == 6
+    for i, run in enumerate(screen):
+        p.learn(outcome(run, str(i), 0.5 + 0.01 * i, per_image=0.0005))
+    second = drain(p, 3070)
+    assert [r.stage for r in second] == [SECOND, SECOND]
+    assert [r.candidate.architecture for r in second] == ["net5", "net4"]
+    assert second[0].seconds >= 3 * min(s.seconds for s in screen) * 0.9
+    assert second[0].train_images == 3 * screen[0].train_images
+    p.learn(outcome(second[0], "6", 0.70, per_image=0.0005))
+    p.learn(outcome(second[1], "7", 0.75, per_image=0.0005))
+    final = p.next(2550)
+    assert final.stage == FINAL and final.candidate.architecture == "net4"
+
+
+def test_a_tiny_budget_skips_screening_and_runs_the_cheapest_candidate_to_the_deadline():
+    p = policy(budget=45)
+    run = p.next(45)
+    assert run.stage == FINAL and run.candidate == CNN and run.seconds is None
+    assert any("not screened" in note for note in p.notes)
+
+
+def test_a_candidate_at_its_ceiling_is_not_continued():
+    p = policy(budget=45)
+    final = p.next(45)
+    p.learn(outcome(final, "0", 1.0, per_image=1e-5, epochs=100, planned=100))
+    assert p.next(30) is None
+    assert any("ceiling" in note for note in p.notes)
+
+
+def test_a_final_that_stopped_at_its_epoch_limit_is_continued_once_it_improves():
+    p = policy(budget=45)
+    final = p.next(45)
+    p.learn(outcome(final, "0", 0.8, per_image=1e-5, epochs=100, planned=100))
+    more = p.next(30)
+    assert more.stage == CONTINUE and more.continue_from == "0"
+    p.learn(outcome(more, "1", 0.8, per_image=1e-5, epochs=20, planned=20))  # no better
+    assert p.next(25) is None
+    assert any("plateau" in note for note in p.notes)
+
+
+def test_a_final_cut_by_the_deadline_is_not_continued():
+    p = policy(budget=45)
+    final = p.next(45)
+    p.learn(outcome(final, "0", 0.8, per_image=1e-5, epochs=30, planned=100))
+    assert p.next(1.0) is None
+
+
+def test_screening_tops_up_a_single_architecture_with_tuner_picks():
+    p = policy(budget=600, candidates=(CNN,))
+    screen = drain(p, 600)
+    assert [r.candidate for r in screen] == [CNN, None, None]
+    p_no_tuner = policy(budget=600, candidates=(CNN,), tuner=False)
+    assert p_no_tuner.next(600).stage == FINAL
