@@ -83,6 +83,13 @@ class DatasetSplit:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def with_training_images(self, count: int) -> DatasetSplit:
+        """The first ``count`` training images (the split shuffled them): a slice that a
+        short screening trial trains on."""
+        return DatasetSplit(
+            self.x_train[:count], self.y_train[:count], self.x_val, self.y_val, self.class_names
+        )
+
     def with_validation_in_training(self) -> DatasetSplit:
         """Train on every image (a refit); the validation arrays stay as they are."""
         return DatasetSplit(

@@ -1,186 +1,145 @@
-"""The loop that keeps every executor slot busy, and the winner's refit after it."""
+"""The loop that keeps every executor slot busy, and the winner's refit after it.
+
+What to run next is the scheduling policy's decision (``engine.policy``); this loop turns
+its answers into oracle trials and executor submissions, and the results back into the
+policy's measurements, the leaderboard and the run directory.
+"""
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
 import time
 
-from automl_core.engine.budget import Pace
+from automl_core.engine.oracle import Oracle
+from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, Run
 from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
-from automl_core.training.space import ARCHITECTURE, AUGMENTER, from_config
-from automl_core.training.trial import COMPLETED, FAILED, REFIT, STOPPED, TrialResult, TrialSpec
+from automl_core.training.space import ARCHITECTURE, AUGMENTER
+from automl_core.training.trial import (
+    COMPLETED,
+    FAILED,
+    OBJECTIVES,
+    REFIT,
+    STOPPED,
+    TrialResult,
+    TrialSpec,
+)
 
 POLL_SECONDS = 1.0
-FIRST_TRIAL_SHARE = 0.1
-"""With a time budget, the first warm-start trial (the cheapest architecture) plans its
-epochs to end within this share of it: a sensible model early, the rest for stronger ones."""
-DEFAULT_NEEDS_EPOCHS = 0.5
-"""With a time budget, a warm-start default starts only if this share of ``--epochs`` of it
-fits in the time left (estimated): cut shorter, a new candidate rarely catches up."""
-CONTINUE_AT_LEAST = 5
-"""Epochs that must fit in the time left for the best trial to be continued once more."""
+TUNER_KEY = "tuner/"
+"""keras-tuner's own bookkeeping values in a trial's hyperparameters."""
 
 
 class SearchLoop:
-    """Keeps every executor slot busy until the tuner, the trial count or the time
+    """Keeps every executor slot busy until the policy, the trial count or the time
     budget is done, or the user stops it."""
 
-    def __init__(self, run: SearchRun, oracle, executor):
+    def __init__(self, run: SearchRun, oracle: Oracle, executor, pending: list | None = None):
         self.run, self.oracle, self.executor = run, oracle, executor
-        self.running: dict[str, object] = {}  # trial id -> keras-tuner Trial
+        self.running: dict[str, tuple[object, Run, float]] = {}  # id -> trial, run, start
         # Running trials whose candidates have not declared their hyperparameters yet.
         # No new trial is drawn until they have: the space is then complete, so the
         # same seed gives the same candidates however many trials run at once.
         self.unbuilt: set[str] = set()
-        self.tuner_ids = 0
         self.failures_in_a_row = 0
-        self.pace = Pace(run.results)
-        budget = run.config.time_budget
-        self.deadline = None if budget is None else time.time() + budget - run.spent_before
-        self.portfolio = portfolio(run, oracle)
-        self.costs = {
-            c.name: c.info["cost"]
-            for c in run.plugins["architectures"].components.values()
-            if c.info.get("cost")
-        }
-        # once a default is skipped for time, the best trial is continued instead
-        self.continuing = False
-        # trials that were running when the search stopped: run them again first
-        self.rerun = list(oracle.ongoing_trials.values())
-        oracle.ongoing_trials.clear()
+        config = run.config
+        budget = config.time_budget
+        self.deadline = None if budget is None else run.started_at + budget - run.spent_before
+        registry = run.plugins["architectures"]
+        costs = {c.name: c.info["cost"] for c in registry.components.values() if c.info.get("cost")}
+        self.policy = Policy(
+            portfolio(run, oracle, costs),
+            train_images=len(run.data.y_train),
+            epochs=config.epochs,
+            budget=None if budget is None else self.remaining(),
+            pace=Pace(costs),
+        )
+        for result in run.results:  # a resumed search knows its earlier trials' paces
+            self.policy.learn(self._outcome(result, None, result.ended_at - result.started_at))
+        self.rerun = list(pending or [])  # trials that were running when the search stopped
 
     def go(self) -> None:
         for trial in list(self.rerun):  # finished but not recorded before a crash
             saved = self.run.run_dir.trial(trial.trial_id) / "metrics.json"
             if saved.exists() and read_json(saved)["status"] in (COMPLETED, FAILED):
                 self.rerun.remove(trial)
-                self.oracle.ongoing_trials[self._tuner_id()] = trial
-                self._finish(trial, TrialResult.load(saved.parent))
+                self.oracle.resume_trial(trial)
+                result = TrialResult.load(saved.parent)
+                self._finish(trial, self._run_of(result.stage, trial), result, 0.0)
         while True:
             exhausted = self._fill_slots()
             if not self.running and (exhausted or self.run.interrupted):
                 return
             for result in self.executor.wait(self, POLL_SECONDS):
                 self.unbuilt.discard(result.trial_id)
-                self._finish(self.running.pop(result.trial_id), result)
+                trial, run, submitted = self.running.pop(result.trial_id)
+                self._finish(trial, run, result, time.time() - submitted)
 
     def remaining(self) -> float:
-        return float("inf") if self.deadline is None else self.deadline - time.time()
+        return math.inf if self.deadline is None else self.deadline - time.time()
 
     def _fill_slots(self) -> bool:
         """Start trials on free slots; True when there is nothing to start now."""
         while not self.run.interrupted and self.executor.free_slots() > 0:
             if self.unbuilt:
                 return False
-            if self.remaining() <= self.pace.shortest_trial():
-                return True  # no trial fits in the time left
             if len(self.run.results) + len(self.running) >= (self.run.config.max_trials or 1e9):
                 return True
-            chosen = self._next_trial()
-            if chosen is None:
+            if self.rerun:
+                trial = self.rerun.pop(0)
+                self.oracle.resume_trial(trial)
+                spec_file = self.run.run_dir.trial(trial.trial_id) / "spec.json"
+                stage = read_json(spec_file).get("stage", PLAIN) if spec_file.exists() else PLAIN
+                self._submit(trial, self._run_of(stage, trial))
+                continue
+            run = self.policy.next(self.remaining(), running=len(self.running))
+            if run is None:
                 return True
-            trial, seconds = chosen
-            spec = self._spec(trial, seconds)
-            self.running[trial.trial_id] = trial
-            self.unbuilt.add(trial.trial_id)
-            self.run.plugins.hook.trial_start(run=self.run, spec=spec)
-            self.executor.submit(spec)
+            trial = self.oracle.new_trial()
+            if trial is None:  # the tuner has none now: its space may grow, or it is done
+                self.policy.retry(run)
+                return True
+            self._choose(trial, run)
+            self._submit(trial, run)
         return False
 
-    def _next_trial(self) -> tuple[object, float | None] | None:
-        """The keras-tuner trial to start next, with its share of the time budget; ``None``
-        when none should start now. In order: a trial to run again, a warm-start default
-        that fits, the best trial continued (once a default did not fit), the tuner's pick."""
-        if self.rerun:
-            trial = self.rerun.pop(0)
-            self.oracle.ongoing_trials[self._tuner_id()] = trial
-            return trial, None
-        default, leader = self._next_default(), None
-        if default is None and self.continuing and self.run.leaderboard:
-            leader = self._leader_to_continue()
-            if leader is None and self.running:
-                return None  # what the running trials give decides what comes next
-        trial = self.oracle.create_trial(self._tuner_id())
-        if trial.status != "RUNNING":  # with trials still running the space may grow
-            if default is not None:
-                self.portfolio.insert(0, default)
-            return None
-        if default is not None:
-            self._make_default(trial, *default)
-            if self.deadline is not None and not self.run.results and not self.running:
-                return trial, FIRST_TRIAL_SHARE * self.run.config.time_budget
-        elif leader is not None:
-            self._make_continuation(trial, leader)
-        return trial, None
-
-    def _next_default(self) -> tuple[str, str] | None:
-        """The next warm-start default that fits in the time left; those that do not are
-        dropped, and the search turns to continuing its best trial."""
-        while self.portfolio:
-            architecture, augmenter = self.portfolio.pop(0)
-            per_epoch = self.pace.epoch_estimate(architecture, self.costs)
-            needed = DEFAULT_NEEDS_EPOCHS * self.run.config.epochs * (per_epoch or 0.0)
-            if self.pace.overhead + needed <= self.remaining():
-                return architecture, augmenter
-            self.continuing = True
-        return None
-
-    def _leader_to_continue(self) -> TrialResult | None:
-        """The best trial, if no trial continues it yet (with the same seed another
-        would only repeat that one) and a few more epochs of it fit in the time left."""
-        leader = self.run.leaderboard[0]
-        per_epoch = self.pace.epoch_seconds.get(leader.architecture, 0.0)
-        if self.pace.overhead + CONTINUE_AT_LEAST * per_epoch > self.remaining():
-            return None
-        for trial in self.oracle.trials.values():  # running ones included
-            if trial.hyperparameters.values.get("tuner/trial_id") == leader.trial_id:
-                return None
-        return leader
-
-    def _make_default(self, trial, architecture: str, augmenter: str) -> None:
-        """Warm start: this trial trains ``architecture`` at its defaults instead."""
+    def _choose(self, trial, run: Run) -> None:
+        """Run ``trial`` with ``run``'s candidate (the tuner's own pick when it has none)."""
+        if run.candidate is None:
+            return
         values = trial.hyperparameters.values
-        tuner_values = {k: v for k, v in values.items() if k.startswith("tuner/")}
-        self._record(trial, tuner_values | {ARCHITECTURE: architecture, AUGMENTER: augmenter})
+        chosen = {k: v for k, v in values.items() if k.startswith(TUNER_KEY)}
+        chosen |= {ARCHITECTURE: run.candidate.architecture, AUGMENTER: run.candidate.augmenter}
+        chosen |= dict(run.candidate.values)
+        if run.continue_from is not None:
+            parent = self.run.run_dir.trial(run.continue_from)
+            epochs = TrialResult.load(parent).epochs_run
+            chosen |= {
+                "tuner/trial_id": run.continue_from,
+                "tuner/initial_epoch": epochs,
+                "tuner/epochs": epochs + run.epochs,
+            }
+        self.oracle.choose(trial, chosen)
 
-    def _make_continuation(self, trial, leader: TrialResult) -> None:
-        """This trial continues ``leader``: the same candidate from its weights, with a new
-        learning-rate cycle of up to ``--epochs`` more epochs (a warm restart)."""
-        values = self.oracle.trials[leader.trial_id].hyperparameters.values
-        own = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-        self._record(
-            trial,
-            own
-            | {
-                "tuner/trial_id": leader.trial_id,
-                "tuner/initial_epoch": leader.epochs_run,
-                "tuner/epochs": leader.epochs_run + self.run.config.epochs,
-            },
-        )
+    def _submit(self, trial, run: Run) -> None:
+        spec = self._spec(trial, run)
+        self.running[trial.trial_id] = (trial, run, time.time())
+        self.unbuilt.add(trial.trial_id)
+        self.run.plugins.hook.trial_start(run=self.run, spec=spec)
+        self.executor.submit(spec)
 
-    def _record(self, trial, values: dict) -> None:
-        """Run ``trial`` with ``values`` instead of the tuner's choice."""
-        trial.hyperparameters.values = values
-        self.oracle._record_values(trial)  # as create_trial does, for the values it runs
-        self.oracle._save_trial(trial)
-        self.oracle.save()
-
-    def _tuner_id(self) -> str:
-        self.tuner_ids += 1
-        return f"slot-{self.tuner_ids}"
-
-    def _spec(self, trial, seconds: float | None = None) -> TrialSpec:
-        """The trial to run; with a time budget it plans its epochs to end by the
-        deadline, or within ``seconds`` of its start."""
+    def _spec(self, trial, run: Run) -> TrialSpec:
+        """The trial to run: with a time budget it plans its epochs to end by the deadline,
+        or within its share of the budget."""
         config = self.run.config
         values = trial.hyperparameters.values
-        initial_epoch = int(values.get("tuner/initial_epoch", 0))
         promoted = values.get("tuner/trial_id")
-        epochs = int(values.get("tuner/epochs", config.epochs))
+        initial_epoch = int(values.get("tuner/initial_epoch", 0)) if promoted else 0
+        epochs = int(values.get("tuner/epochs", initial_epoch + run.epochs))
         return TrialSpec(
             trial_id=trial.trial_id,
             architecture=values[ARCHITECTURE],
@@ -189,15 +148,63 @@ class SearchLoop:
             trial_dir=str(self.run.run_dir.trial(trial.trial_id)),
             epochs=epochs,
             batch_size=config.batch_size or auto_batch_size(len(self.run.data.y_train)),
-            # a trial trained further restarts its learning rate high: its score dips
-            # before it climbs, so it trains its whole new cycle (keeping its best epoch)
-            patience=epochs if promoted else config.patience,
+            # a planned run trains its whole learning-rate cycle (keeping its best epoch);
+            # a trained-further one restarts its learning rate high, and its score dips
+            # before it climbs
+            patience=config.patience if run.stage == PLAIN and not promoted else epochs,
             seed=config.seed,
             objective=config.objective,
             deadline=self.deadline,
-            seconds=seconds,
-            initial_epoch=initial_epoch if promoted else 0,
+            seconds=run.seconds,
+            initial_epoch=initial_epoch,
             warm_start=str(self.run.run_dir.trial(promoted) / "model.keras") if promoted else None,
+            train_images=run.train_images,
+            stage=run.stage,
+        )
+
+    def _run_of(self, stage: str, trial) -> Run:
+        """The policy's run that ``trial`` (started before a crash) stands for."""
+        return Run(self._candidate(trial.hyperparameters.values), stage, self.run.config.epochs)
+
+    def _candidate(self, values: dict) -> Candidate:
+        """The candidate a trial with ``values`` trained: every value fixed."""
+        own = tuple(sorted((k, v) for k, v in values.items() if not k.startswith(TUNER_KEY)))
+        architecture = values[ARCHITECTURE]
+        return Candidate(
+            architecture, values[AUGMENTER], own, self.policy.pace.costs.get(architecture)
+        )
+
+    def _outcome(self, result: TrialResult, run: Run | None, wall: float) -> Outcome:
+        """What the policy learns from ``result``: its score, and its pace measured
+        apart from its fixed cost."""
+        trained = result.epochs_run - result.initial_epoch
+        steps = math.ceil(result.train_images / result.batch_size) if result.batch_size else 0
+        per_epoch = steps * (result.step_seconds or 0.0) + (result.val_seconds or 0.0)
+        completed = result.status == COMPLETED
+        score = result.score(self.run.config.objective) if completed else None
+        sign = 1 if OBJECTIVES[self.run.config.objective] == "max" else -1
+        candidate = run.candidate if run is not None and run.candidate is not None else None
+        return Outcome(
+            result.trial_id,
+            candidate
+            or self._candidate(
+                result.hyperparameters
+                | {ARCHITECTURE: result.architecture, AUGMENTER: result.augmenter}
+            ),
+            run.stage if run is not None else (result.stage or PLAIN),
+            completed=completed,
+            score=-math.inf if score is None else sign * score,
+            val_accuracy=result.val_accuracy,
+            wall_seconds=wall,
+            train_seconds=trained * per_epoch,
+            seconds_per_image=(
+                result.step_seconds / result.batch_size
+                if result.step_seconds and result.batch_size
+                else None
+            ),
+            val_seconds=result.val_seconds or 0.0,
+            epochs_trained=trained,
+            epochs_planned=(run.epochs if run is not None else trained),
         )
 
     def refit(self) -> TrialResult | None:
@@ -206,10 +213,10 @@ class SearchLoop:
         run, best = self.run, self.run.leaderboard[0]
         epochs = best.best_epoch or best.epochs_run
         data = run.data
-        share = (len(data.y_train) + len(data.y_val)) / len(data.y_train)
-        needed = self.pace.overhead + share * epochs * self.pace.epoch_seconds.get(
-            best.architecture, 0.0
-        )
+        pace = self.policy.pace
+        images = len(data.y_train) + len(data.y_val)
+        per_epoch = pace.epoch_seconds(best.architecture, images) or 0.0
+        needed = pace.fixed_seconds(best.architecture) + epochs * per_epoch
         if run.interrupted or run.config.refit is False or epochs < 1:
             return None
         if run.config.refit is None and needed > self.remaining():
@@ -227,6 +234,7 @@ class SearchLoop:
             objective=run.config.objective,
             deadline=None if run.config.refit else self.deadline,
             train_on_all=True,
+            stage=REFIT,
         )
         run.plugins.hook.trial_start(run=run, spec=spec)
         self.executor.submit(spec)
@@ -240,27 +248,28 @@ class SearchLoop:
     def trial_built(self, spec: TrialSpec, hp_config: dict) -> None:
         """The candidate declared its hyperparameters: the tuner may now sample them."""
         if spec.trial_id != REFIT:
-            self.oracle.update_space(from_config(hp_config))
+            self.oracle.grow(hp_config)
             self.unbuilt.discard(spec.trial_id)
 
     def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None:
         self.run.plugins.hook.trial_epoch_end(run=self.run, spec=spec, epoch=epoch, logs=logs)
 
-    def _finish(self, trial, result: TrialResult) -> None:
+    def _finish(self, trial, planned: Run, result: TrialResult, wall: float) -> None:
         run = self.run
         if result.status == STOPPED:  # interrupted by the user: stays open for --resume
             run.plugins.hook.trial_end(run=run, result=result)
             return
-        if result.hp_config:  # the space grows by what the candidate declared
-            trial.hyperparameters = from_config(result.hp_config)
-        if result.status == COMPLETED:
-            metrics = {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss}
-            self.oracle.update_trial(trial.trial_id, metrics)
-        trial.status = "COMPLETED" if result.status == COMPLETED else "FAILED"
-        trial.message = result.error
-        self.oracle.end_trial(trial)
+        metrics = {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss}
+        self.oracle.finish(
+            trial,
+            completed=result.status == COMPLETED,
+            metrics=metrics,
+            hp_config=result.hp_config,
+            error=result.error,
+        )
         run.results.append(result)
-        self.pace.learn(result)
+        self.policy.learn(self._outcome(result, planned, wall))
+        run.notes = list(self.policy.notes)
         run.leaderboard = rank(run.results, run.config.objective)
         write_json(run.run_dir.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
         save_state(run, "running")
@@ -300,7 +309,7 @@ class graceful_interrupt:
         )
 
 
-def portfolio(run: SearchRun, oracle) -> list[tuple[str, str]]:
+def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[Candidate]:
     """Warm start: each architecture not tried yet, at its defaults, cheapest first,
     with the augmenter of its known-good recipe when that one is selected."""
     if run.plugins["tuners"].get(run.config.tuner).info.get("warm_start") is False:
@@ -310,13 +319,8 @@ def portfolio(run: SearchRun, oracle) -> list[tuple[str, str]]:
     chosen = []
     for name in run.architectures:
         if name not in tried:
-            info = registry.get(name).info
-            augmenter = info.get("augmenter")
-            chosen.append(
-                (
-                    info.get("cost", float("inf")),
-                    name,
-                    augmenter if augmenter in run.augmenters else run.augmenters[0],
-                )
-            )
-    return [(name, augmenter) for _, name, augmenter in sorted(chosen, key=lambda c: c[0])]
+            augmenter = registry.get(name).info.get("augmenter")
+            if augmenter not in run.augmenters:
+                augmenter = run.augmenters[0]
+            chosen.append(Candidate(name, augmenter, cost=costs.get(name)))
+    return sorted(chosen, key=lambda c: math.inf if c.cost is None else c.cost)

@@ -106,7 +106,9 @@ class Outcome:
     train_seconds: float = 0.0
     """Steady training time of the epochs it trained (compile excluded)."""
     seconds_per_image: float | None = None
-    """Steady training seconds per image and epoch, validation pass included."""
+    """Steady training seconds per image and epoch."""
+    val_seconds: float = 0.0
+    """Seconds of one validation pass (each epoch ends with one)."""
     epochs_trained: int = 0
     epochs_planned: int = 0
     """The epoch limit it was given: trained fewer, it stopped for time or patience."""
@@ -123,6 +125,7 @@ class Pace:
     def __init__(self, costs: dict[str, float] | None = None):
         self.costs = dict(costs or {})
         self.per_image: dict[str, float] = {}
+        self.val: dict[str, float] = {}
         self.fixed: dict[str, list[float]] = {}
 
     def learn(self, outcome: Outcome) -> None:
@@ -130,6 +133,7 @@ class Pace:
         if outcome.seconds_per_image:
             known = self.per_image.get(architecture, math.inf)
             self.per_image[architecture] = min(known, outcome.seconds_per_image)
+            self.val[architecture] = min(self.val.get(architecture, math.inf), outcome.val_seconds)
         if outcome.wall_seconds > 0:
             self.fixed.setdefault(architecture, []).append(outcome.fixed_seconds)
 
@@ -152,8 +156,12 @@ class Pace:
         return min(every, default=DEFAULT_FIXED_SECONDS)
 
     def epoch_seconds(self, architecture: str, images: int) -> float | None:
+        """An epoch of ``images`` and its validation pass (unmeasured: the most measured
+        validation pass, a fair guess for a slower architecture)."""
         per_image = self.seconds_per_image(architecture)
-        return None if per_image is None else per_image * images
+        if per_image is None:
+            return None
+        return per_image * images + self.val.get(architecture, max(self.val.values(), default=0))
 
 
 @dataclass
@@ -302,6 +310,11 @@ class Policy:
             return False
         self._queue = [Run(last.candidate, CONTINUE, self.epochs, continue_from=last.trial_id)]
         return True
+
+    def retry(self, run: Run) -> None:
+        """``run`` could not start now (the tuner had no trial ready): it comes next."""
+        if run.stage != PLAIN:
+            self._queue.insert(0, run)
 
     def _fits(self, run: Run, remaining: float) -> bool:
         """Whether ``run``'s first epoch can end in the time it gets (unknown pace: yes)."""

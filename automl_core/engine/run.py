@@ -100,6 +100,8 @@ class SearchRun:
     spent_before: float = 0.0
     """Seconds this search ran before it was resumed."""
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+    """What the scheduling policy left out and why (a candidate too slow for its time)."""
 
     @property
     def winner_path(self) -> Path:
@@ -132,6 +134,7 @@ def save_state(run: SearchRun, status: str) -> None:
         "elapsed_seconds": elapsed,
         "time_budget": budget,
         "overshoot_seconds": None if budget is None else max(0.0, elapsed - budget),
+        "notes": run.notes,
         "updated_at": time.time(),
     }
     write_json(run.run_dir.state, state)

@@ -6,11 +6,13 @@ atomically as the search goes, so an interrupted or killed search resumes where 
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
+from automl_core.engine.oracle import Oracle
 from automl_core.engine.run import SearchConfig, SearchRun, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
@@ -18,14 +20,15 @@ from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json, write_json
-from automl_core.training.space import initial_space
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
 __all__ = ["SearchConfig", "SearchRun", "rank", "resume", "search"]
 
 
 def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
-    """Run a whole search and return it, leaderboard ranked and winner saved."""
+    """Run a whole search and return it, leaderboard ranked and winner saved. Its time
+    budget counts from here: loading the images is part of it."""
+    started = time.time()
     config.validate()
     plugins = plugins or load_plugins(config.plugins)
     config.plugins = [normalize_source(p) for p in config.plugins]
@@ -39,7 +42,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     images = loader(config.source, image_size=config.image_size)
     data = split(images, config.val_split, config.seed)
     run_dir = RunDir(Path(config.out)) if config.out else RunDir.new()
-    run = SearchRun(config, run_dir, plugins, *names, data=data)
+    run = SearchRun(config, run_dir, plugins, *names, data=data, started_at=started)
     save_split(data, run_dir.data)
     run.dataset_summary = images.summary() | {
         "train": len(data.y_train),
@@ -57,6 +60,7 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
 
     ``changes`` override saved settings that may differ on resume (``max_trials``).
     """
+    started = time.time()
     directory = RunDir(Path(run_dir))
     if not directory.config.exists():
         raise UsageError(f"{str(run_dir)!r} is not a search run directory (no config.json)")
@@ -67,17 +71,18 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     config.validate()
     plugins = plugins or load_plugins()
     plugins.load(config.plugins)  # the search's own -p plugins, wherever it is resumed
-    run = SearchRun(config, directory, plugins, *_resolve_names(config, plugins))
+    run = SearchRun(
+        config, directory, plugins, *_resolve_names(config, plugins), started_at=started
+    )
     run.data = load_split(directory.data)
     run.dataset_summary = read_json(directory.dataset)
     state = read_json(directory.state) if directory.state.exists() else {}
     run.spent_before = state.get("elapsed_seconds", 0.0)
     oracle = _make_oracle(run)
-    oracle.reload()
-    oracle.max_trials = config.max_trials
+    pending = oracle.reload(config.max_trials)
     run.results = [TrialResult.load(directory.trial(t)) for t in oracle.end_order]
     run.leaderboard = rank(run.results, config.objective)
-    return _drive(run, oracle)
+    return _drive(run, oracle, pending)
 
 
 def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], list[str]]:
@@ -93,28 +98,25 @@ def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], l
     return architectures, augmenters
 
 
-def _make_oracle(run: SearchRun):
-    import keras_tuner
-
+def _make_oracle(run: SearchRun) -> Oracle:
     config = run.config
-    tuner = run.plugins["tuners"].get(config.tuner).obj
-    oracle = tuner(
-        objective=keras_tuner.Objective(config.objective, OBJECTIVES[config.objective]),
+    return Oracle.create(
+        run.plugins["tuners"].get(config.tuner).obj,
+        objective=config.objective,
+        direction=OBJECTIVES[config.objective],
         max_trials=config.max_trials,
         max_epochs=config.epochs,
-        seed=config.seed + 1,  # keras-tuner oracles take 0 to mean "pick a random seed"
-        hyperparameters=initial_space(run.architectures, run.augmenters),
+        seed=config.seed,
+        architectures=run.architectures,
+        augmenters=run.augmenters,
+        run_dir=run.run_dir,
     )
-    oracle.verbose = 0  # the rich report owns the terminal
-    oracle.max_consecutive_failed_trials = None  # the engine counts failures itself
-    oracle._set_project_dir(str(run.run_dir.path), "oracle")
-    return oracle
 
 
-def _drive(run: SearchRun, oracle) -> SearchRun:
+def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> SearchRun:
     run.plugins.hook.search_start(run=run)
     executor = run.plugins["executors"].get(run.config.executor).obj(run)
-    loop = SearchLoop(run, oracle, executor)
+    loop = SearchLoop(run, oracle, executor, pending)
     status, refit = "interrupted", None
     try:
         with graceful_interrupt(run, executor):

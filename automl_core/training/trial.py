@@ -64,6 +64,10 @@ class TrialSpec:
     (successive halving promotes a trial by training it further)."""
     train_on_all: bool = False
     """Refit: train on the training and validation images together."""
+    train_images: int | None = None
+    """Train on the first this many (already shuffled) training images; ``None``: all."""
+    stage: str = ""
+    """What the scheduling policy ran it for (``engine.policy``: screen, final, ...)."""
 
     def save(self) -> None:
         write_json(Path(self.trial_dir) / "spec.json", asdict(self))
@@ -98,6 +102,15 @@ class TrialResult:
     """The failure reason in one line; the traceback is in ``traceback.txt``."""
     model_path: str | None = None
     device: str = "cpu"
+    stage: str = ""
+    train_images: int = 0
+    """Images trained on per epoch."""
+    batch_size: int = 0
+    step_seconds: float | None = None
+    """Steady seconds per training step: the first step of each fit (tracing, compiling)
+    left out."""
+    val_seconds: float | None = None
+    """Steady seconds per validation pass (the first one, traced, left out if others ran)."""
     hp_config: dict[str, Any] = field(default_factory=dict, repr=False)
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
@@ -134,8 +147,12 @@ def run_trial(
     result.started_at = time.time()
     result.device = spec.device
     result.initial_epoch = spec.initial_epoch
+    result.stage = spec.stage
     if spec.train_on_all:
         data = data.with_validation_in_training()
+    elif spec.train_images is not None:
+        data = data.with_training_images(spec.train_images)
+    result.train_images = len(data.y_train)
     trial_dir = Path(spec.trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -150,20 +167,41 @@ def run_trial(
     return result
 
 
+def trial_end(spec: TrialSpec, started: float) -> float | None:
+    """When the trial must stop training: its deadline or the end of its share."""
+    ends = [end for end in (spec.deadline, spec.seconds and started + spec.seconds) if end]
+    return min(ends) if ends else None
+
+
 def _control_callback(spec: TrialSpec, result: TrialResult, listener, stop_requested):
-    """A Keras callback: report progress, stop on request or at the deadline."""
+    """A Keras callback: report progress, stop on request or at the trial's end, and time
+    the steady training steps and validation passes (the traced first ones left out)."""
     import keras
+
+    end = trial_end(spec, result.started_at)
+    steps, passes = Timings(), Timings()
 
     class Control(keras.callbacks.Callback):
         stopped_by_user = False
 
         def on_train_begin(self, logs=None):
+            steps.restart()
             if listener is not None:
                 listener.built(result.hp_config)
 
+        def on_train_batch_begin(self, batch, logs=None):
+            steps.begin()
+
         def on_train_batch_end(self, batch, logs=None):
-            if spec.deadline is not None and time.time() >= spec.deadline:
+            result.step_seconds = steps.end()
+            if end is not None and time.time() >= end:
                 self.model.stop_training = True
+
+        def on_test_begin(self, logs=None):
+            passes.begin()
+
+        def on_test_end(self, logs=None):
+            result.val_seconds = passes.end()
 
         def on_epoch_end(self, epoch, logs=None):
             result.epochs_run = epoch + 1
@@ -174,6 +212,32 @@ def _control_callback(spec: TrialSpec, result: TrialResult, listener, stop_reque
                 self.model.stop_training = True
 
     return Control()
+
+
+class Timings:
+    """The steady duration of a repeated action: the first one after each ``restart``
+    (TensorFlow traces and compiles it) counts only while nothing else was timed."""
+
+    def __init__(self):
+        self.total, self.count, self.first = 0.0, 0, None
+        self.skip, self.started = True, 0.0
+
+    def restart(self) -> None:
+        self.skip = True
+
+    def begin(self) -> None:
+        self.started = time.perf_counter()
+
+    def end(self) -> float:
+        """Record one; returns the steady mean so far."""
+        seconds = time.perf_counter() - self.started
+        if self.skip:
+            self.skip = False
+            self.first = seconds if self.first is None else self.first
+        else:
+            self.total += seconds
+            self.count += 1
+        return self.total / self.count if self.count else self.first
 
 
 def _train(spec, data, architecture, augmenter, control, result: TrialResult) -> None:
@@ -194,6 +258,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         result.hyperparameters = active_values(hp)
         result.hp_config = hp.get_config()
     result.params = int(model.count_params())
+    result.batch_size = plan.batch_size
     if spec.warm_start:
         model.load_weights(spec.warm_start)
 
@@ -214,7 +279,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         epochs=spec.epochs,
         callbacks=callbacks,
         initial_epoch=spec.initial_epoch,
-        plan=_epoch_plan(spec, result.started_at),
+        plan=_epoch_plan(spec, result),
     )
     result.train_seconds = time.perf_counter() - start
     result.epochs_run = spec.initial_epoch + len(result.history.get("loss", []))
@@ -232,15 +297,17 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     result.model_path = str(Path(spec.trial_dir) / "model.keras")
 
 
-def _epoch_plan(spec: TrialSpec, started: float):
+def _epoch_plan(spec: TrialSpec, result: TrialResult):
     """How many epochs end within the trial's time, asked after each epoch (``None``
-    when the trial has no time limit)."""
-    ends = [end for end in (spec.deadline, spec.seconds and started + spec.seconds) if end]
-    if not ends:
+    when the trial has no time limit). Evaluating and saving at the end take a quarter
+    epoch, or three validation passes when that is longer."""
+    end = trial_end(spec, result.started_at)
+    if end is None:
         return None
 
     def plan(done: int, epoch_seconds: float) -> int:
-        left = min(ends) - time.time() - FINISH_EPOCHS * epoch_seconds
+        finish = max(FINISH_EPOCHS * epoch_seconds, 3 * (result.val_seconds or 0.0))
+        left = end - time.time() - finish
         return done + int(max(0.0, left) / epoch_seconds)
 
     return plan

@@ -1,0 +1,119 @@
+"""The one module that touches keras-tuner oracles, private methods included.
+
+The engine drives an oracle directly (keras-tuner's ``Tuner`` is not used): it asks it for
+trials, may replace a trial's values with its own choice (a warm-start default, a rung's
+candidate, a continuation), tells it results, and keeps its files in the run directory,
+written atomically (keras-tuner writes them in place).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automl_core.rundir import RunDir, write_json
+from automl_core.training.space import from_config, initial_space
+
+ORACLE_DIR = "oracle"
+"""The oracle's folder name under the run directory."""
+
+
+class Oracle:
+    """A keras-tuner oracle as the search loop uses it."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+        oracle.verbose = 0  # the rich report owns the terminal
+        oracle.max_consecutive_failed_trials = None  # the engine counts failures itself
+        # keras-tuner's own writers write in place: a kill mid-write would leave a run
+        # that cannot be resumed
+        oracle.save = self.save
+        oracle._save_trial = self._save_trial
+        self._workers = 0
+
+    @classmethod
+    def create(
+        cls,
+        factory,
+        *,
+        objective: str,
+        direction: str,
+        max_trials: int | None,
+        max_epochs: int,
+        seed: int,
+        architectures: list[str],
+        augmenters: list[str],
+        run_dir: RunDir,
+    ) -> Oracle:
+        """A new oracle from a tuner plugin's ``factory``, its files in ``run_dir``."""
+        import keras_tuner
+
+        oracle = factory(
+            objective=keras_tuner.Objective(objective, direction),
+            max_trials=max_trials,
+            max_epochs=max_epochs,
+            seed=seed + 1,  # keras-tuner oracles take 0 to mean "pick a random seed"
+            hyperparameters=initial_space(architectures, augmenters),
+        )
+        oracle._set_project_dir(str(run_dir.path), ORACLE_DIR)
+        return cls(oracle)
+
+    def reload(self, max_trials: int | None) -> list[Any]:
+        """Read the oracle's files back; returns the trials that were running, which
+        are the caller's to run again (keras-tuner's own retry queue is emptied)."""
+        self.oracle.reload()
+        self.oracle.max_trials = max_trials
+        pending = [self.oracle.trials[i] for i in self.oracle._retry_queue]
+        self.oracle._retry_queue.clear()
+        return pending
+
+    @property
+    def end_order(self) -> list[str]:
+        return list(self.oracle.end_order)
+
+    @property
+    def trials(self) -> dict[str, Any]:
+        return self.oracle.trials
+
+    def values(self, trial_id: str) -> dict[str, Any]:
+        return self.oracle.trials[trial_id].hyperparameters.values
+
+    def new_trial(self):
+        """The tuner's next trial, registered as running; ``None`` when it has none now
+        (its space may still grow while trials run, or it is done)."""
+        self._workers += 1
+        trial = self.oracle.create_trial(f"slot-{self._workers}")
+        return trial if trial.status == "RUNNING" else None
+
+    def resume_trial(self, trial) -> None:
+        """Run ``trial`` (left running by an interrupted search) again."""
+        self._workers += 1
+        trial.status = "RUNNING"
+        self.oracle.ongoing_trials[f"slot-{self._workers}"] = trial
+
+    def choose(self, trial, values: dict[str, Any]) -> None:
+        """Run ``trial`` with ``values`` instead of the tuner's choice."""
+        trial.hyperparameters.values = dict(values)
+        self.oracle._record_values(trial)  # as create_trial does, for the values it runs
+        self._save_trial(trial)
+        self.save()
+
+    def grow(self, hp_config: dict) -> None:
+        """A candidate declared its hyperparameters: the tuner may now sample them."""
+        self.oracle.update_space(from_config(hp_config))
+
+    def finish(self, trial, *, completed: bool, metrics: dict[str, float], hp_config, error):
+        """Record an ended trial; a completed one's ``metrics`` feed the tuner."""
+        if hp_config:  # the space grows by what the candidate declared
+            trial.hyperparameters = from_config(hp_config)
+        if completed:
+            self.oracle.update_trial(trial.trial_id, metrics)
+        trial.status = "COMPLETED" if completed else "FAILED"
+        trial.message = error
+        self.oracle.end_trial(trial)
+
+    def save(self) -> None:
+        write_json(self.oracle._get_oracle_fname(), self.oracle.get_state())
+
+    def _save_trial(self, trial) -> None:
+        directory = self.oracle._get_trial_dir(trial.trial_id)
+        write_json(f"{directory}/trial.json", trial.get_state())
