@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from conftest import REPO, run_automl
 
-from automl_core.engine.search import SearchConfig, rank, search
+from automl_core.engine.search import SearchConfig, search
 
 FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 TINY_CNN = str(REPO / "examples" / "plugins" / "tiny_cnn.py")
+FINISHING_SECONDS = 10
+"""The most a search may run past its budget on tiny data (docs/concepts.md)."""
 
 
 def quick_search(folder, out, **settings):
@@ -67,33 +69,28 @@ def test_warm_start_tries_every_architecture_at_its_defaults_cheapest_first(imag
     assert first[2].hyperparameters["tiny_cnn/filters"] == 16
 
 
-def test_a_default_that_cannot_train_in_the_time_left_gives_way_to_the_best_trial_continued(
+def test_a_candidate_too_slow_for_its_time_never_starts_and_the_best_trains_last(
     image_folder, tmp_path
 ):
     run = quick_search(
         image_folder,
         tmp_path / "run",
         architectures=["small", "unaffordable"],
-        time_budget=300,
-        max_trials=3,
-        epochs=3,
-        patience=1,
+        time_budget=120,
+        max_trials=4,
+        epochs=2,
     )
-    first, second, third = run.results
-    assert (first.architecture, first.initial_epoch) == ("small", 0)
-
-    def continued(trial):
-        return trial.hp_config["values"].get("tuner/trial_id")
-
-    # "unaffordable" was skipped: the best trial is continued from its weights, and
-    # through its whole new cycle of --epochs, whatever the patience
-    assert continued(second) == first.trial_id
-    assert second.hyperparameters == first.hyperparameters
-    assert (second.initial_epoch, second.epochs_run) == (first.epochs_run, first.epochs_run + 3)
-    if rank([first, second], "val_accuracy")[0] is second:
-        assert continued(third) == second.trial_id
-    else:  # continuing the same trial again would repeat the same training: the tuner picks
-        assert continued(third) is None
+    trained = [(r.architecture, r.stage) for r in run.results if r.status == "completed"]
+    assert trained[0] == ("small", "screen")
+    # "unaffordable" (cost=1e9: a billion times slower than small, as measured) never ran
+    assert "unaffordable" not in {architecture for architecture, _ in trained}
+    assert any("unaffordable" in note and "does not fit" in note for note in run.notes)
+    final = next(r for r in run.results if r.stage == "final")
+    assert final.architecture == "small"
+    assert final.train_images == len(run.data.y_train)
+    # screened on the same images for equal seconds, the final planned to the deadline
+    assert json.loads((Path(final.model_path).parent / "spec.json").read_text())["seconds"] is None
+    assert all(r.step_seconds and r.val_seconds for r in run.results if r.status == "completed")
 
 
 def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(image_folder, tmp_path):
@@ -120,15 +117,15 @@ def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(imag
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished"
     assert state["time_budget"] == 20
-    assert state["overshoot_seconds"] == max(0.0, state["elapsed_seconds"] - 20)
+    # trials end before the deadline, keeping 2% of the budget for finishing the winner;
+    # finishing (saving, scoring, the model card and the report) takes a few seconds on
+    # tiny data: docs/concepts.md, "Time budget"
+    assert state["elapsed_seconds"] <= 20 * 1.02 + FINISHING_SECONDS
     summary = out.stdout.replace("\n", " ")
     assert "budget" in summary and ("over (the grace" in summary or "left of 0m20s" in summary)
     metrics = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     assert metrics and all(m["status"] == "completed" for m in metrics)
     assert all(m["epochs_run"] < 500 for m in metrics)  # cut by the deadline, not finished
-    # the first warm-start trial plans its epochs within a tenth of the budget
-    first = json.loads((run_dir / "trials" / "0000" / "spec.json").read_text())
-    assert first["seconds"] == 2.0
     config = json.loads((run_dir / "config.json").read_text())
     assert config["max_trials"] is None
     assert (run_dir / "winner" / "model.keras").exists()

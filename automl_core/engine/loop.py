@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 
 from automl_core.engine.oracle import Oracle
 from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, Run
@@ -30,6 +31,10 @@ from automl_core.training.trial import (
 )
 
 POLL_SECONDS = 1.0
+FINISH_SHARE, FINISH_SECONDS = 0.02, 10.0
+"""Kept free at the end of a time budget for saving, scoring and exporting the winner
+and writing the report: 2% of the budget, at most 10 s. Trials end by the deadline
+before it."""
 TUNER_KEY = "tuner/"
 """keras-tuner's own bookkeeping values in a trial's hyperparameters."""
 
@@ -48,7 +53,10 @@ class SearchLoop:
         self.failures_in_a_row = 0
         config = run.config
         budget = config.time_budget
-        self.deadline = None if budget is None else run.started_at + budget - run.spent_before
+        self.deadline = None
+        if budget is not None:
+            reserve = min(FINISH_SHARE * budget, FINISH_SECONDS)
+            self.deadline = run.started_at + budget - run.spent_before - reserve
         registry = run.plugins["architectures"]
         costs = {c.name: c.info["cost"] for c in registry.components.values() if c.info.get("cost")}
         self.policy = Policy(
@@ -101,9 +109,19 @@ class SearchLoop:
                 return True
             trial = self.oracle.new_trial()
             if trial is None:  # the tuner has none now: its space may grow, or it is done
+                if run.candidate is None and run.stage != PLAIN:
+                    continue  # a screening slot for a tuner pick: screen without it
                 self.policy.retry(run)
                 return True
             self._choose(trial, run)
+            if run.candidate is None:  # the tuner's pick must fit in its time too
+                run = replace(run, candidate=self._candidate(trial.hyperparameters.values))
+                if not self.policy.fits(run, self.remaining()):
+                    reason = "skipped: " + self.policy.notes[-1]
+                    self.oracle.finish(
+                        trial, completed=False, metrics={}, hp_config={}, error=reason
+                    )
+                    continue
             self._submit(trial, run)
         return False
 

@@ -198,7 +198,7 @@ class Policy:
         while True:
             if self._queue:
                 run = self._queue.pop(0)
-                if self._fits(run, remaining):
+                if self.fits(run, remaining):
                     return run
                 continue
             if running:
@@ -316,7 +316,7 @@ class Policy:
         if run.stage != PLAIN:
             self._queue.insert(0, run)
 
-    def _fits(self, run: Run, remaining: float) -> bool:
+    def fits(self, run: Run, remaining: float) -> bool:
         """Whether ``run``'s first epoch can end in the time it gets (unknown pace: yes)."""
         if run.candidate is None:
             return remaining > self.pace.fixed_seconds("")

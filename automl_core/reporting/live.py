@@ -106,7 +106,7 @@ class RichReporter:
             )
             self.console.print(
                 f"trial {spec.trial_id} started: {spec.architecture} + {spec.augmenter}, "
-                f"up to {spec.epochs} epochs{origin}",
+                f"{_plan_text(spec)}{origin}",
                 markup=False,
                 soft_wrap=True,
             )
@@ -311,6 +311,16 @@ def _winner_notes(run: SearchRun) -> str:
         gain = f"{tta['val_accuracy_without']:.3f} -> {tta['val_accuracy_with']:.3f}"
         notes.append(f"flip TTA kept, val accuracy {gain}")
     return f" ({', '.join(notes)})" if notes else ""
+
+
+def _plan_text(spec: TrialSpec) -> str:
+    """What the trial is for and how long it may train, in a few words."""
+    images = f" on {spec.train_images:,} images" if spec.train_images else ""
+    if spec.seconds is not None:
+        return f"{spec.stage}: {spec.seconds:.0f} s{images}"
+    stage = f"{spec.stage}: " if spec.stage and spec.stage != "plain" else ""
+    until = " or the deadline" if spec.deadline is not None else ""
+    return f"{stage}up to {spec.epochs} epochs{until}{images}"
 
 
 def _value(value: float | None) -> str:
