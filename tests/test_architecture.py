@@ -127,6 +127,17 @@ def test_imports_point_down_the_layers(module):
         )
 
 
+def test_the_map_names_every_module_and_only_existing_ones():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = "\n".join(line for line in text.splitlines() if line.startswith("|"))
+    for path in re.findall(r"[\w/]+\.py", table):
+        assert (PACKAGE / path).exists() or (REPO / path).exists(), f"the map names {path}"
+    for module in PACKAGE.rglob("*.py"):
+        path = module.relative_to(PACKAGE).as_posix()
+        if module.stem not in ("__init__", "__main__"):
+            assert f"`{path}`" in text, f"docs/architecture.md does not name {path}"
+
+
 # --- no TensorFlow on start-up ----------------------------------------------------------
 
 
