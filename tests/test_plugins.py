@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import re
 import textwrap
 from pathlib import Path
 
@@ -11,15 +9,8 @@ import pytest
 from conftest import REPO, run_automl
 
 from automl_core.errors import PluginError, UsageError
-from automl_core.plugin import hookspecs
 from automl_core.plugin.manager import BUILTIN_PLUGINS, load_plugins
 from automl_core.plugin.registry import Component, Registry
-
-HOOKS = sorted(
-    name
-    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-    if hasattr(fn, "automl_spec")
-)
 
 
 def write_plugin(path: Path, body: str) -> Path:
@@ -178,28 +169,3 @@ def test_a_component_needing_a_missing_module_says_what_to_install():
     ):
         registry.get("fancy").require()
     assert registry.get("plain").require().name == "plain"
-
-
-# --- the plugin surface stays honest (datasette's test_plugin_hooks_have_tests) -----------
-
-
-def test_hookspecs_are_all_documented_in_their_docstrings():
-    for name in HOOKS:
-        assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
-
-
-@pytest.mark.parametrize("hook", HOOKS)
-def test_every_hook_has_a_test(hook):
-    tests = "".join(
-        p.read_text()
-        for p in Path(__file__).parent.glob("test_*.py")
-        if p.name != "test_plugins.py"
-    )
-    assert re.search(rf"\b{hook}\b", tests), f"no test mentions the hook {hook}"
-
-
-@pytest.mark.parametrize("hook", HOOKS)
-def test_every_hook_is_in_the_docs_with_its_arguments(hook):
-    docs = (REPO / "docs" / "hooks.md").read_text()
-    arguments = ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters)
-    assert f"{hook}({arguments})" in docs

@@ -2,7 +2,9 @@
 
 Collection hooks (``register_*``) return nothing: they are handed a ``register`` callback
 and call it once per component. The callback remembers which plugin made the call, so
-every registered name knows its origin. Observer hooks are told what happened and return
+every registered name knows its origin. Each docstring shows how the engine calls the
+component; docs/hooks.md says the same, and tests/test_docs_match_code.py checks both
+against a real search. Observer hooks are told what happened and return
 nothing; their results are ignored.
 """
 
@@ -41,7 +43,8 @@ def register_datasets(register: Register) -> None:
 
     ``loader(source: str, *, image_size: int | None) -> automl_core.data.dataset.ImageData``
     turns a user's source (a folder path, say) into decoded uint8 images, integer labels
-    and class names. The engine splits and caches what it returns.
+    and class names; ``image_size`` is ``--image-size`` or ``None`` (the loader's
+    default). The engine splits what it returns and loads a ``--test`` folder with it too.
     """
 
 
