@@ -88,8 +88,6 @@ def test_a_candidate_too_slow_for_its_time_never_starts_and_the_best_trains_last
     final = next(r for r in run.results if r.stage == "final")
     assert final.architecture == "small"
     assert final.train_images == len(run.data.y_train)
-    # screened on the same images for equal seconds, the final planned to the deadline
-    assert json.loads((Path(final.model_path).parent / "spec.json").read_text())["seconds"] is None
     assert all(r.step_seconds and r.val_seconds for r in run.results if r.status == "completed")
 
 
