@@ -14,6 +14,8 @@ from automl_core.engine.policy import (
     Outcome,
     Pace,
     Policy,
+    Run,
+    Sizes,
 )
 
 CNN = Candidate("baseline_cnn", "basic", cost=1)
@@ -197,3 +199,18 @@ def test_screening_tops_up_a_single_architecture_with_tuner_picks():
     assert [r.candidate for r in screen] == [CNN, None, None]
     p_no_tuner = policy(budget=600, candidates=(CNN,), tuner=False)
     assert p_no_tuner.next(600).stage == FINAL
+
+
+def test_the_final_run_takes_the_largest_size_that_trains_ten_epochs_in_the_time_left():
+    sizes = {"baseline_cnn": Sizes("baseline_cnn/width", {32: 1.0, 64: 4.0})}
+    measured = Pace()
+    probe = Run(CNN, SCREEN, 1, train_images=IMAGES)
+    measured.learn(outcome(probe, "0", 0.6, per_image=0.001, epochs=1))  # 45 s epochs
+    short = policy(budget=2000, candidates=(CNN,), tuner=False, sizes=sizes)
+    short.pace = measured
+    assert short.next(1000).candidate == CNN  # 10 x 180 s at width 64 do not fit in 1,000 s
+    long = policy(budget=4000, candidates=(CNN,), tuner=False, sizes=sizes)
+    long.pace = measured
+    final = long.next(3000)
+    assert dict(final.candidate.values) == {"baseline_cnn/width": 64}
+    assert any("width=64" in note for note in long.notes)

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 from automl_core.engine.oracle import Oracle
-from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, Run
+from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, Run, Sizes
 from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
@@ -65,6 +65,7 @@ class SearchLoop:
             epochs=config.epochs,
             budget=None if budget is None else self.remaining(),
             pace=Pace(costs),
+            sizes=sizes(registry),
         )
         for result in run.results:  # a resumed search knows its earlier trials' paces
             self.policy.learn(self._outcome(result, None, result.ended_at - result.started_at))
@@ -342,3 +343,13 @@ def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[C
                 augmenter = run.augmenters[0]
             chosen.append(Candidate(name, augmenter, cost=costs.get(name)))
     return sorted(chosen, key=lambda c: math.inf if c.cost is None else c.cost)
+
+
+def sizes(registry) -> dict[str, Sizes]:
+    """The sizes each architecture registered (``sizes={"width": {32: 1.0, 64: 4.0}}``:
+    a hyperparameter of its own, each value's cost relative to the smallest)."""
+    found = {}
+    for component in registry.components.values():
+        for name, costs in component.info.get("sizes", {}).items():
+            found[component.name] = Sizes(f"{component.name}/{name}", dict(costs))
+    return found

@@ -18,8 +18,9 @@ With a time budget it is successive halving measured in seconds, then one long r
 2. **Second rung**: the best third (at least two) again, three times longer on three times
    the images, when that still fits in the screening share of the budget.
 3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
-   at the deadline. Time left after it (it stopped at its epoch limit) continues it with a
-   new cycle, unless it is at its ceiling.
+   at the deadline, at the largest size its architecture offers (``sizes=``) that still
+   trains ``FINAL_MIN_EPOCHS`` epochs in the time left. Time left after it (it stopped
+   at its epoch limit) continues it with a new cycle, unless it is at its ceiling.
 
 A candidate whose first epoch cannot end in the time it would get never starts.
 """
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SCREEN_SHARE = 0.3
@@ -47,6 +48,8 @@ RUNG_GROWTH = 3
 FINAL_EPOCHS_FACTOR = 5
 """The final run trains as many epochs as fit before the deadline, up to this many
 times ``--epochs``."""
+FINAL_MIN_EPOCHS = 10
+"""A larger size of the final candidate is chosen only when this many epochs of it fit."""
 CONTINUE_AT_LEAST = 5
 """Epochs that must fit in the time left for the best trial to be continued."""
 CEILING = 0.9999
@@ -164,6 +167,15 @@ class Pace:
         return per_image * images + self.val.get(architecture, max(self.val.values(), default=0))
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """An architecture's sizes: the hyperparameter that sets it (its full name, scope
+    included) and each value's training cost relative to the default, the smallest."""
+
+    hyperparameter: str
+    costs: dict[Any, float]
+
+
 @dataclass
 class Policy:
     """Decides the next trial. ``candidates``: the warm-start portfolio, cheapest first."""
@@ -173,6 +185,8 @@ class Policy:
     epochs: int
     budget: float | None = None
     pace: Pace = field(default_factory=Pace)
+    sizes: dict[str, Sizes] = field(default_factory=dict)
+    """By architecture, the sizes the final run may choose from."""
     tuner: bool = True
     """Whether the tuner may pick candidates (after the portfolio, or in screening)."""
     outcomes: list[Outcome] = field(default_factory=list)
@@ -260,15 +274,44 @@ class Policy:
             self._stage = FINAL
             best = self._best((SCREEN, SECOND))
             if best is not None:
-                self._queue = [Run(best.candidate, FINAL, self._many())]
+                self._queue = [Run(self._sized(best.candidate, remaining), FINAL, self._many())]
                 return True
             if not self.outcomes and (self.candidates or self.tuner):
                 first = self.candidates[0] if self.candidates else None  # None: the tuner's
-                self._queue = [Run(first, FINAL, self._many())]
+                sized = first and self._sized(first, remaining)
+                self._queue = [Run(sized, FINAL, self._many())]
                 return True
         if self._stage in (FINAL, CONTINUE):
             return self._plan_continuation(remaining)
         return False
+
+    def _sized(self, candidate: Candidate, remaining: float) -> Candidate:
+        """``candidate`` at the largest size that trains ``FINAL_MIN_EPOCHS`` epochs on all
+        images in the time left (its pace scaled by the size's relative cost)."""
+        sizes = self.sizes.get(candidate.architecture)
+        values = dict(candidate.values)
+        if sizes is None or sizes.hyperparameter in values:
+            return candidate
+        epoch = self.pace.epoch_seconds(candidate.architecture, self.train_images)
+        if epoch is None:
+            return candidate
+        time_left = remaining - self.pace.fixed_seconds(candidate.architecture)
+        fitting = [
+            (cost, value)
+            for value, cost in sizes.costs.items()
+            if FINAL_MIN_EPOCHS * epoch * cost <= time_left
+        ]
+        if not fitting:
+            return candidate
+        cost, value = max(fitting, key=lambda pair: pair[0])
+        if cost <= min(sizes.costs.values()):
+            return candidate
+        self.notes.append(
+            f"{candidate.architecture}: final run at {sizes.hyperparameter}={value} "
+            f"({FINAL_MIN_EPOCHS}+ epochs of it fit in {time_left:.0f} s)"
+        )
+        values[sizes.hyperparameter] = value
+        return replace(candidate, values=tuple(sorted(values.items())))
 
     def _plan_second(self, remaining: float) -> bool:
         ranked = self._ranked((SCREEN,))

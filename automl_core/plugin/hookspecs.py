@@ -74,9 +74,11 @@ def register_architectures(register: Register) -> None:
     ``weight_decay``, ``schedule``, ...; see ``automl_core.training.recipe``) first to set their
     defaults for this architecture. Optional ``info`` for the warm start, which trains
     every architecture at its defaults first: ``cost=`` (relative training time at its
-    defaults per epoch, ``baseline_cnn`` = 1; cheapest first, and with a time budget a
-    default estimated not to fit is skipped) and ``augmenter=`` (the augmenter of
-    its known-good recipe). ``mixed_precision=True`` declares the model trains correctly
+    defaults per epoch, ``baseline_cnn`` = 1: the prior before its pace is measured;
+    cheapest first), ``sizes=`` (``{"width": {32: 1.0, 64: 4.0}}``: a size hyperparameter
+    and each value's relative cost; a budgeted search's final run takes the largest that
+    trains 10 epochs in the time left) and ``augmenter=`` (the augmenter of its
+    known-good recipe). ``mixed_precision=True`` declares the model trains correctly
     under a mixed dtype policy (standard Keras layers do; custom layers must compute in
     ``self.compute_dtype``; give the output layer ``dtype="float32"``): ``--precision
     auto`` then trains it in bfloat16 on CPUs with AMX. The saved model is built again in
