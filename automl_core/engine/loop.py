@@ -329,8 +329,10 @@ class graceful_interrupt:
 
 
 def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[Candidate]:
-    """Warm start: each architecture not tried yet, at its defaults, cheapest first,
-    with the augmenter of its known-good recipe when that one is selected."""
+    """Warm start: each architecture not tried yet, at its defaults, with the augmenter of
+    its known-good recipe when that one is selected. Those registered ``preferred_up_to``
+    at least the image size come first (the zoo's best small-image network), then the
+    cheapest."""
     if run.plugins["tuners"].get(run.config.tuner).info.get("warm_start") is False:
         return []
     tried = {t.hyperparameters.values.get(ARCHITECTURE) for t in oracle.trials.values()}
@@ -342,7 +344,13 @@ def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[C
             if augmenter not in run.augmenters:
                 augmenter = run.augmenters[0]
             chosen.append(Candidate(name, augmenter, cost=costs.get(name)))
-    return sorted(chosen, key=lambda c: math.inf if c.cost is None else c.cost)
+    side = max(run.data.input_shape[:2])
+
+    def order(candidate: Candidate) -> tuple:
+        preferred = registry.get(candidate.architecture).info.get("preferred_up_to", 0)
+        return (side > preferred, math.inf if candidate.cost is None else candidate.cost)
+
+    return sorted(chosen, key=order)
 
 
 def sizes(registry) -> dict[str, Sizes]:
