@@ -12,7 +12,15 @@ from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, 
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
 from automl_core.training.space import ARCHITECTURE, AUGMENTER, from_config
-from automl_core.training.trial import COMPLETED, FAILED, REFIT, STOPPED, TrialResult, TrialSpec
+from automl_core.training.trial import (
+    COMPLETED,
+    FAILED,
+    REFIT,
+    RUNNING,
+    STOPPED,
+    TrialResult,
+    TrialSpec,
+)
 
 POLL_SECONDS = 1.0
 FIRST_TRIAL_SHARE = 0.1
@@ -55,7 +63,7 @@ class SearchLoop:
 
     def go(self) -> None:
         for trial in list(self.rerun):  # finished but not recorded before a crash
-            saved = self.run.run_dir.trial(trial.trial_id) / "metrics.json"
+            saved = self.run.run_dir.trial(trial.trial_id).metrics
             if saved.exists() and read_json(saved)["status"] in (COMPLETED, FAILED):
                 self.rerun.remove(trial)
                 self.oracle.ongoing_trials[self._tuner_id()] = trial
@@ -197,7 +205,7 @@ class SearchLoop:
             deadline=self.deadline,
             seconds=seconds,
             initial_epoch=initial_epoch if promoted else 0,
-            warm_start=str(self.run.run_dir.trial(promoted) / "model.keras") if promoted else None,
+            warm_start=str(self.run.run_dir.trial(promoted).model) if promoted else None,
         )
 
     def refit(self) -> TrialResult | None:
@@ -263,13 +271,13 @@ class SearchLoop:
         self.pace.learn(result)
         run.leaderboard = rank(run.results, run.config.objective)
         write_json(run.run_dir.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
-        save_state(run, "running")
+        save_state(run, RUNNING)
         run.plugins.hook.trial_end(run=run, result=result)
         self.failures_in_a_row = self.failures_in_a_row + 1 if result.status == FAILED else 0
         if self.failures_in_a_row >= run.config.max_failures:
             raise UsageError(
                 f"{self.failures_in_a_row} trials failed in a row (last: {result.error}); "
-                f"stopping. Tracebacks and logs are in {run.run_dir.path / 'trials'}"
+                f"stopping. Tracebacks and logs are in {run.run_dir.trials}"
             )
 
 

@@ -107,7 +107,7 @@ def _make_oracle(run: SearchRun):
     )
     oracle.verbose = 0  # the rich report owns the terminal
     oracle.max_consecutive_failed_trials = None  # the engine counts failures itself
-    oracle._set_project_dir(str(run.run_dir.path), "oracle")
+    oracle._set_project_dir(str(run.run_dir.oracle.parent), run.run_dir.oracle.name)
     return oracle
 
 
