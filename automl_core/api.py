@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl_core.errors import UsageError
+from automl_core.rundir import RunDir
 
 if TYPE_CHECKING:
     from automl_core.results.predict import Predictor
@@ -46,7 +47,7 @@ class SearchResult:
     @property
     def report(self) -> Path:
         """The static HTML report of the search."""
-        return self.run_dir / "report" / "index.html"
+        return RunDir(self.run_dir).report_index
 
     def predict(self, images: Iterable[str | Path], top_k: int = 3) -> list[dict]:
         """Classify image files (or folders of them) with the winner; top-k per image."""

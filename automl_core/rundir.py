@@ -1,4 +1,20 @@
-"""The run directory: the whole search state as files, every write atomic."""
+"""The run directory: the whole search state as files, every write atomic.
+
+Every path in it is named here, and only here::
+
+    runs/<name>/
+      config.json        the resolved settings
+      dataset.json       classes, counts, skipped files, cache location
+      state.json         running / finished / interrupted, elapsed seconds
+      data/              the train/validation split (memory-mapped by trial processes)
+      oracle/            the tuner's state (keras-tuner: trial.json per trial)
+      trials/<id>/       spec.json, metrics.json, history.json, model.keras, log.txt,
+                         traceback.txt (if it failed), STOP (a stop request)
+      leaderboard.json   completed trials, best first
+      winner/            model.keras, labels.json, winner.json, model_card.{json,md},
+                         test_metrics.json (with a test set), exports
+      report/            index.html and the plots
+"""
 
 from __future__ import annotations
 
@@ -34,8 +50,95 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+LABELS = "labels.json"
+"""Class names in output order, beside the winner and every model exported from it."""
+
+
+class TrialDir:
+    """Paths of one trial's folder, ``trials/<id>/``: all a trial process knows."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def spec(self) -> Path:
+        """The ``TrialSpec`` the trial runs."""
+        return self.path / "spec.json"
+
+    @property
+    def metrics(self) -> Path:
+        """The ``TrialResult``; there once the trial has ended."""
+        return self.path / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def log(self) -> Path:
+        """The trial process's stderr."""
+        return self.path / "log.txt"
+
+    @property
+    def traceback(self) -> Path:
+        return self.path / "traceback.txt"
+
+    @property
+    def stop(self) -> Path:
+        """Its existence asks the trial to stop after its current epoch."""
+        return self.path / "STOP"
+
+
+class WinnerDir:
+    """Paths of ``winner/``: the winner's model, its facts and its model card."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def labels(self) -> Path:
+        return self.path / LABELS
+
+    @property
+    def info(self) -> Path:
+        """``winner.json``: the trial it comes from, classes, input shape, refit, TTA."""
+        return self.path / "winner.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.path / "test_metrics.json"
+
+    @property
+    def card_json(self) -> Path:
+        return self.path / "model_card.json"
+
+    @property
+    def card_md(self) -> Path:
+        return self.path / "model_card.md"
+
+
 class RunDir:
-    """Paths of one search's run directory (see DESIGN.md)."""
+    """Paths of one search's run directory (the layout is in this module's docstring)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -76,8 +179,29 @@ class RunDir:
         return self.path / "leaderboard.json"
 
     @property
-    def winner(self) -> Path:
-        return self.path / "winner"
+    def oracle(self) -> Path:
+        return self.path / "oracle"
 
-    def trial(self, trial_id: str) -> Path:
-        return self.path / "trials" / trial_id
+    @property
+    def trials(self) -> Path:
+        return self.path / "trials"
+
+    def trial(self, trial_id: str) -> TrialDir:
+        return TrialDir(self.trials / trial_id)
+
+    def trial_dirs(self) -> list[TrialDir]:
+        """Every trial's folder, in trial-id order."""
+        return [TrialDir(path) for path in sorted(self.trials.glob("*"))]
+
+    @property
+    def winner(self) -> WinnerDir:
+        return WinnerDir(self.path / "winner")
+
+    @property
+    def report(self) -> Path:
+        """The HTML report's folder: ``index.html`` and its plots."""
+        return self.path / "report"
+
+    @property
+    def report_index(self) -> Path:
+        return self.report / "index.html"

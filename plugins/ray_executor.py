@@ -1,19 +1,16 @@
 """The ``ray`` executor: the same trials as Ray tasks, on this machine or a cluster.
 
-Each trial is a Ray task that starts the trial's own process (``python -m
-automl_core.execution.worker``), exactly as the local executor does: one way a trial runs, and GPU
-memory returned when it ends. The task streams the worker's events back (a Ray streaming
-generator), so the oracle stays in this process. Tasks read the run directory by path: on
-a cluster it must live on storage every node mounts at the same path (docs/scaling.md).
+Each trial is a Ray task that starts the trial's own process through the worker protocol
+(``automl_core.execution.protocol``), exactly as the local executor does: one way a trial
+runs, and GPU memory returned when it ends. The task streams the worker's events back (a
+Ray streaming generator), so the oracle stays in this process. Tasks read the run
+directory by path: on a cluster it must live on storage every node mounts at the same
+path (docs/scaling.md).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +18,30 @@ from typing import TYPE_CHECKING, Any
 
 from automl_core import hookimpl
 from automl_core.errors import UsageError
-from automl_core.execution.executors import (
-    BoundListener,
-    SearchListener,
+from automl_core.execution.protocol import (
+    Exited,
+    ask_to_stop,
     failed_result,
-    trial_outcome,
+    outcome,
+    prepare_trial_dir,
+    read_events,
+    start_worker,
+    tell,
+    worker_env,
 )
-from automl_core.execution.worker import PARENT_ENV, PRECISION_ENV, STOP_FILE, THREADS_ENV
+from automl_core.rundir import RunDir
 from automl_core.training.trial import TrialResult, TrialSpec, one_line
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
+    from automl_core.execution.executors import SearchListener
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The task's first event: where Ray runs the trial (``TrialSpec.device``)."""
+
+    device: str
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,9 @@ class RayExecutor:
             num_gpus=self.resources.num_gpus,
             max_retries=0,  # a trial that dies is a failed trial, not one to run again
         )
-        self.env = {PRECISION_ENV: config.precision}
+        self.env = worker_env(config.precision, self.resources.threads)
         if self.resources.threads:
-            self.env |= {THREADS_ENV: str(self.resources.threads), "CUDA_VISIBLE_DEVICES": ""}
+            self.env["CUDA_VISIBLE_DEVICES"] = ""
         self.run_dir = run.run_dir.path.resolve()  # tasks run elsewhere: absolute paths
         self.running: dict[str, _Running] = {}
 
@@ -95,11 +105,7 @@ class RayExecutor:
     def submit(self, spec: TrialSpec) -> None:
         spec.device = "ray"  # until the task says where it landed
         spec.trial_dir = str(Path(spec.trial_dir).resolve())
-        trial_dir = Path(spec.trial_dir)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in ("metrics.json", STOP_FILE):  # from an interrupted attempt
-            (trial_dir / leftover).unlink(missing_ok=True)
-        spec.save()
+        prepare_trial_dir(spec)
         events = self.task.remote(str(self.run_dir), spec.trial_id, self.env)
         self.running[spec.trial_id] = _Running(spec, events, time.time())
 
@@ -133,16 +139,12 @@ class RayExecutor:
             if isinstance(cause, FileNotFoundError):
                 reason += " (is the run directory on storage every node mounts?)"
             return failed_result(running.spec, f"ray task failed: {reason}", running.started_at)
-        trial = BoundListener(running.spec, listener)
-        if "device" in event:
-            running.spec.device = event["device"]
-        elif "built" in event:
-            trial.built(event["built"])
-        elif "epoch" in event:
-            trial.epoch(event["epoch"], event["logs"])
+        if isinstance(event, Placed):
+            running.spec.device = event.device
+        elif isinstance(event, Exited):
+            return outcome(running.spec, event, running.started_at)
         else:
-            spec, started = running.spec, running.started_at
-            return trial_outcome(spec, event["exit"], event["log"], started)
+            tell(listener, running.spec, event)
         return None
 
     def stop(self, *, now: bool) -> None:
@@ -150,7 +152,7 @@ class RayExecutor:
             if now:
                 self.ray.cancel(running.events, force=True)
             else:
-                (Path(running.spec.trial_dir) / STOP_FILE).touch()
+                ask_to_stop(running.spec)
 
     def close(self) -> None:
         self.stop(now=True)
@@ -175,31 +177,14 @@ def _connect(ray, address: str | None) -> bool:
 
 
 def _trial_task(run_dir: str, trial_id: str, env: dict[str, str]):
-    """Ray task: run the trial's worker process here; yield where it runs, its events, and
-    finally its exit code with the last line of its log."""
-    trial_dir = Path(run_dir) / "trials" / trial_id
-    spec = TrialSpec.load(trial_dir)
+    """Ray task: run the trial's worker process here; yield where it runs (``Placed``),
+    then the worker's events, ending with its ``Exited``."""
+    trial = RunDir(Path(run_dir)).trial(trial_id)
+    spec = TrialSpec.load(trial)
     spec.device = _device_name()
     spec.save()  # the worker records the device with the result
-    yield {"device": spec.device}
-    env = os.environ | env | {PARENT_ENV: str(os.getpid())}
-    with open(trial_dir / "log.txt", "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "automl_core.execution.worker", run_dir, trial_id],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    for line in process.stdout:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        yield event
-    code = process.wait()
-    lines = (trial_dir / "log.txt").read_text(errors="replace").strip().splitlines()
-    yield {"exit": code, "log": lines[-1] if lines else "no output"}
+    yield Placed(spec.device)
+    yield from read_events(start_worker(Path(run_dir), trial_id, env), trial)
 
 
 def _device_name() -> str:

@@ -131,10 +131,10 @@ def test_time_budget_stops_trials_at_the_deadline_and_reports_the_overshoot(imag
 
 def test_refit_trains_the_winner_on_all_images(image_folder, tmp_path):
     run = quick_search(image_folder, tmp_path / "run", max_trials=1, epochs=2, refit=True)
-    winner = json.loads((run.run_dir.winner / "winner.json").read_text())
+    winner = json.loads(run.run_dir.winner.info.read_text())
     assert winner["refit"]["images"] == len(run.data.y_train) + len(run.data.y_val) == 36
     assert winner["refit"]["epochs"] == run.leaderboard[0].best_epoch
-    refit = json.loads((run.run_dir.trial("refit") / "metrics.json").read_text())
+    refit = json.loads(run.run_dir.trial("refit").metrics.read_text())
     assert refit["status"] == "completed"
     searched = keras.models.load_model(run.leaderboard[0].model_path)
     saved = keras.models.load_model(run.winner_path)
@@ -150,7 +150,7 @@ def test_flip_test_time_augmentation_is_measured_and_kept_only_when_it_helps(
     run = quick_search(image_folder, tmp_path / "run", max_trials=1)
     best = run.leaderboard[0]
     assert 0 <= best.val_accuracy_tta <= 1
-    tta = json.loads((run.run_dir.winner / "winner.json").read_text())["test_time_augmentation"]
+    tta = json.loads(run.run_dir.winner.info.read_text())["test_time_augmentation"]
     assert tta["kept"] == (best.val_accuracy_tta > best.val_accuracy)
     model = keras.models.load_model(run.winner_path)
     assert ("flip_tta" in model.name) == tta["kept"]

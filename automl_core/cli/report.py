@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl_core import hookimpl
+from automl_core.training.trial import COMPLETED
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
     from automl_core.reporting.run_report import RunReport
     from automl_core.training.trial import TrialResult
-
-REPORT_DIR = "report"
 
 
 @hookimpl
@@ -54,8 +53,7 @@ def write_report(run_dir: str | Path) -> Path:
     from automl_core.reporting.run_report import load_report
 
     report = load_report(run_dir)
-    folder = report.run_dir.path / REPORT_DIR
-    return write_html(report, folder, write_plots(report, folder))
+    return write_html(report, write_plots(report, report.run_dir.report))
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -84,14 +82,14 @@ def print_report(report: RunReport, console) -> None:
     )
     console.print(leaderboard_table(report.leaderboard, report.objective))
     for trial in report.trials:
-        if trial.status != "completed":
+        if trial.status != COMPLETED:
             reason = f": {trial.error}" if trial.error else ""
             console.print(
                 f"trial {trial.trial_id} {trial.architecture} + {trial.augmenter}: "
                 f"{trial.status}{reason}",
                 markup=False,
             )
-    winner = report.run_dir.winner / "model.keras"
+    winner = report.run_dir.winner.model
     if winner.is_file():
         console.print(f"winner: [bold]{winner}[/]")
     else:

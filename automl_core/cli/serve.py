@@ -68,7 +68,7 @@ def run_export(args: argparse.Namespace) -> int:
             f"{record['top1_agreement']:.1%}, max prob diff {record['max_abs_diff']:.2g}"
             + ("" if change is None else f", accuracy change {change:+.1%}")
         )
-    console.print(f"model card: {winner.dir / 'model_card.md'}")
+    console.print(f"model card: {winner.dir.card_md}")
     return 0
 
 

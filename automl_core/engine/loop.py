@@ -25,6 +25,7 @@ from automl_core.training.trial import (
     FAILED,
     OBJECTIVES,
     REFIT,
+    RUNNING,
     STOPPED,
     TrialResult,
     TrialSpec,
@@ -73,7 +74,7 @@ class SearchLoop:
 
     def go(self) -> None:
         for trial in list(self.rerun):  # finished but not recorded before a crash
-            saved = self.run.run_dir.trial(trial.trial_id) / "metrics.json"
+            saved = self.run.run_dir.trial(trial.trial_id).metrics
             if saved.exists() and read_json(saved)["status"] in (COMPLETED, FAILED):
                 self.rerun.remove(trial)
                 self.oracle.resume_trial(trial)
@@ -101,7 +102,7 @@ class SearchLoop:
             if self.rerun:
                 trial = self.rerun.pop(0)
                 self.oracle.resume_trial(trial)
-                spec_file = self.run.run_dir.trial(trial.trial_id) / "spec.json"
+                spec_file = self.run.run_dir.trial(trial.trial_id).spec
                 stage = read_json(spec_file).get("stage", PLAIN) if spec_file.exists() else PLAIN
                 self._submit(trial, self._run_of(stage, trial))
                 continue
@@ -176,7 +177,7 @@ class SearchLoop:
             deadline=self.deadline,
             seconds=run.seconds,
             initial_epoch=initial_epoch,
-            warm_start=str(self.run.run_dir.trial(promoted) / "model.keras") if promoted else None,
+            warm_start=str(self.run.run_dir.trial(promoted).model) if promoted else None,
             train_images=run.train_images,
             stage=run.stage,
         )
@@ -291,13 +292,13 @@ class SearchLoop:
         run.notes = list(self.policy.notes)
         run.leaderboard = rank(run.results, run.config.objective)
         write_json(run.run_dir.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
-        save_state(run, "running")
+        save_state(run, RUNNING)
         run.plugins.hook.trial_end(run=run, result=result)
         self.failures_in_a_row = self.failures_in_a_row + 1 if result.status == FAILED else 0
         if self.failures_in_a_row >= run.config.max_failures:
             raise UsageError(
                 f"{self.failures_in_a_row} trials failed in a row (last: {result.error}); "
-                f"stopping. Tracebacks and logs are in {run.run_dir.path / 'trials'}"
+                f"stopping. Tracebacks and logs are in {run.run_dir.trials}"
             )
 
 

@@ -13,9 +13,6 @@ from typing import Any
 from automl_core.rundir import RunDir, write_json
 from automl_core.training.space import from_config, initial_space
 
-ORACLE_DIR = "oracle"
-"""The oracle's folder name under the run directory."""
-
 
 class Oracle:
     """A keras-tuner oracle as the search loop uses it."""
@@ -54,7 +51,7 @@ class Oracle:
             seed=seed + 1,  # keras-tuner oracles take 0 to mean "pick a random seed"
             hyperparameters=initial_space(architectures, augmenters),
         )
-        oracle._set_project_dir(str(run_dir.path), ORACLE_DIR)
+        oracle._set_project_dir(str(run_dir.oracle.parent), run_dir.oracle.name)
         return cls(oracle)
 
     def reload(self, max_trials: int | None) -> list[Any]:

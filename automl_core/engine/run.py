@@ -105,7 +105,7 @@ class SearchRun:
 
     @property
     def winner_path(self) -> Path:
-        return self.run_dir.winner / "model.keras"
+        return self.run_dir.winner.model
 
     @property
     def elapsed(self) -> float:

@@ -12,28 +12,30 @@ plugins registered in memory rather than from a file or module.
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from automl_core import hookimpl
 from automl_core.execution.devices import Slot, plan_slots
-from automl_core.execution.worker import (
-    PARENT_ENV,
-    PRECISION_ENV,
-    STOP_FILE,
-    THREADS_ENV,
+from automl_core.execution.protocol import (
     WAIT_FOR_TRIAL,
+    Epoch,
+    Event,
+    EventSender,
+    Exited,
+    ask_to_stop,
+    outcome,
+    prepare_trial_dir,
+    read_events,
+    start_worker,
+    tell,
+    worker_env,
 )
-from automl_core.training.trial import FAILED, TrialResult, TrialSpec, run_trial
+from automl_core.training.trial import TrialResult, TrialSpec, run_trial
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
@@ -45,20 +47,6 @@ class SearchListener(Protocol):
     def trial_built(self, spec: TrialSpec, hp_config: dict) -> None: ...
 
     def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None: ...
-
-
-@dataclass
-class BoundListener:
-    """A ``TrialListener`` for one trial, passing its events on with its spec."""
-
-    spec: TrialSpec
-    listener: SearchListener
-
-    def built(self, hp_config: dict) -> None:
-        self.listener.trial_built(self.spec, hp_config)
-
-    def epoch(self, epoch: int, logs: dict[str, float]) -> None:
-        self.listener.trial_epoch(self.spec, epoch, logs)
 
 
 class Executor(Protocol):
@@ -93,6 +81,7 @@ class InlineExecutor:
 
     def submit(self, spec: TrialSpec) -> None:
         spec.device = "inline"
+        prepare_trial_dir(spec)
         self.queued.append(spec)
 
     def wait(self, listener: SearchListener, timeout: float) -> list[TrialResult]:
@@ -106,7 +95,7 @@ class InlineExecutor:
                 self.search_run.data,
                 plugins["architectures"].get(spec.architecture).obj,
                 plugins["augmenters"].get(spec.augmenter).obj,
-                BoundListener(spec, listener),
+                EventSender(lambda event: tell(listener, spec, event)),
                 stop_requested=lambda: self.stop_requested,
             )
         ]
@@ -131,12 +120,12 @@ class ProcessPool:
 
     def __init__(self, run: SearchRun):
         config = run.config
-        self.run_dir = run.run_dir.path
+        self.run_dir = run.run_dir
         self.slots = plan_slots(config.devices, config.workers)
         self.free = list(self.slots)
         self.precision = config.precision
         self.running: dict[str, _Running] = {}
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[tuple[str, Event]] = queue.Queue()
         self.warm: dict[str, subprocess.Popen] = {}
         """Slot name -> a process ready for that slot's next trial."""
         self.stopping = False
@@ -144,17 +133,9 @@ class ProcessPool:
     def free_slots(self) -> int:
         return len(self.free)
 
-    def _start(self, slot: Slot, trial_id: str, log) -> subprocess.Popen:
-        env = os.environ | slot.env | {PARENT_ENV: str(os.getpid()), PRECISION_ENV: self.precision}
-        if slot.threads:
-            env[THREADS_ENV] = str(slot.threads)
-        return subprocess.Popen(
-            [sys.executable, "-m", "automl_core.execution.worker", str(self.run_dir), trial_id],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.PIPE if trial_id == WAIT_FOR_TRIAL else subprocess.DEVNULL,
-            env=env,
-        )
+    def _start(self, slot: Slot, trial_id: str) -> subprocess.Popen:
+        env = slot.env | worker_env(self.precision, slot.threads)
+        return start_worker(self.run_dir.path, trial_id, env)
 
     def _warm_process(self, slot: Slot, trial_id: str) -> subprocess.Popen | None:
         """The slot's warm process, handed ``trial_id``; ``None`` if there is none alive."""
@@ -172,33 +153,20 @@ class ProcessPool:
     def _keep_warm(self, slot: Slot) -> None:
         """GPU slots only: on a CPU slot, getting ready would slow the trial training."""
         if slot.is_gpu and slot.name not in self.warm and not self.stopping:
-            self.warm[slot.name] = self._start(slot, WAIT_FOR_TRIAL, subprocess.DEVNULL)
+            self.warm[slot.name] = self._start(slot, WAIT_FOR_TRIAL)
 
     def submit(self, spec: TrialSpec) -> None:
         slot = self.free.pop(0)
         spec.device = slot.name
-        trial_dir = Path(spec.trial_dir)
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in ("metrics.json", STOP_FILE):  # from an interrupted attempt
-            (trial_dir / leftover).unlink(missing_ok=True)
-        spec.save()
-        process = self._warm_process(slot, spec.trial_id)
-        if process is None:
-            with open(trial_dir / "log.txt", "ab") as log:
-                process = self._start(slot, spec.trial_id, log)
+        prepare_trial_dir(spec)
+        process = self._warm_process(slot, spec.trial_id) or self._start(slot, spec.trial_id)
         self.running[spec.trial_id] = _Running(spec, slot, process, time.time())
-        threading.Thread(target=self._relay, args=(spec, process), daemon=True).start()
+        threading.Thread(target=self._relay, args=(spec.trial_id, process), daemon=True).start()
 
-    def _relay(self, spec: TrialSpec, process: subprocess.Popen) -> None:
-        """Forward the worker's event lines, then its exit, to the event queue."""
-        for line in process.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.events.put((spec.trial_id, event))
-        process.wait()
-        self.events.put((spec.trial_id, None))
+    def _relay(self, trial_id: str, process: subprocess.Popen) -> None:
+        """Forward the worker's events, then its exit, to the event queue."""
+        for event in read_events(process, self.run_dir.trial(trial_id)):
+            self.events.put((trial_id, event))
 
     def wait(self, listener: SearchListener, timeout: float) -> list[TrialResult]:
         ended: list[TrialResult] = []
@@ -209,21 +177,15 @@ class ProcessPool:
             except queue.Empty:
                 return ended
             running = self.running[trial_id]
-            if event is not None:
-                trial = BoundListener(running.spec, listener)
-                if "built" in event:
-                    trial.built(event["built"])
-                else:
-                    trial.epoch(event["epoch"], event["logs"])
+            if not isinstance(event, Exited):
+                tell(listener, running.spec, event)
+                if isinstance(event, Epoch):
                     self._keep_warm(running.slot)
                 continue
-            ended.append(self._collect(self.running.pop(trial_id)))
+            del self.running[trial_id]
+            ended.append(outcome(running.spec, event, running.started_at))
             self.free.append(running.slot)
             deadline = time.monotonic()  # hand back what ended; keep draining only what's queued
-
-    def _collect(self, running: _Running) -> TrialResult:
-        spec, log = running.spec, Path(running.spec.trial_dir) / "log.txt"
-        return trial_outcome(spec, running.process.returncode, _last_line(log), running.started_at)
 
     def stop(self, *, now: bool) -> None:
         self.stopping = True
@@ -233,47 +195,13 @@ class ProcessPool:
             if now:
                 running.process.kill()
             else:
-                (Path(running.spec.trial_dir) / STOP_FILE).touch()
+                ask_to_stop(running.spec)
 
     def close(self) -> None:
         self.stop(now=True)
         for process in [*self.warm.values(), *(r.process for r in self.running.values())]:
             process.wait()
         self.warm.clear()
-
-
-def trial_outcome(spec: TrialSpec, exit_code: int, last_log_line: str, started_at: float):
-    """The result a trial process saved, or a failed one saying how the process ended."""
-    if (Path(spec.trial_dir) / "metrics.json").exists():
-        return TrialResult.load(Path(spec.trial_dir))
-    if exit_code < 0:
-        reason = f"trial process killed by {signal.Signals(-exit_code).name}"
-        if exit_code == -signal.SIGKILL:
-            reason += " (out of memory, or killed from outside)"
-    else:
-        reason = f"trial process exited with code {exit_code}: {last_log_line}"
-    return failed_result(spec, reason, started_at)
-
-
-def failed_result(spec: TrialSpec, reason: str, started_at: float) -> TrialResult:
-    """A failed trial's result, saved in its folder like any other."""
-    result = TrialResult(
-        spec.trial_id,
-        spec.architecture,
-        spec.augmenter,
-        FAILED,
-        error=reason,
-        device=spec.device,
-        started_at=started_at,
-        ended_at=time.time(),
-    )
-    result.save(Path(spec.trial_dir))
-    return result
-
-
-def _last_line(log: Path) -> str:
-    lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    return lines[-1] if lines else "no output"
 
 
 @hookimpl

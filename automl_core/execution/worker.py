@@ -5,26 +5,31 @@ same plugins as the search, trains, and writes the result to the trial directory
 with ``-`` for the trial id, it is a warm process: it imports TensorFlow, loads the
 plugins and the data, then waits for its trial id on stdin, so the next trial on a slot
 does not wait for all that. It still runs one trial only. The
-built model's hyperparameters and each epoch are reported as JSON lines on stdout;
-everything else goes to stderr (the trial's log). A ``STOP`` file in the trial folder
-asks it to stop after the current epoch (a file, not a signal: no race with start-up,
-and it works on shared storage). Ctrl+C is left to the parent; it dies with its parent.
+built model's hyperparameters and each epoch are reported as events on stdout
+(``automl_core.execution.protocol``); everything else goes to stderr (the trial's log).
+A ``STOP`` file in the trial folder asks it to stop after the current epoch (a file, not
+a signal: no race with start-up, and it works on shared storage). Ctrl+C is left to the
+parent; it dies with its parent.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-WAIT_FOR_TRIAL = "-"
-PARENT_ENV = "AUTOML_PARENT_PID"
-THREADS_ENV = "AUTOML_THREADS"
-PRECISION_ENV = "AUTOML_PRECISION"
-STOP_FILE = "STOP"
+from automl_core.execution.protocol import (
+    PARENT_ENV,
+    PRECISION_ENV,
+    THREADS_ENV,
+    WAIT_FOR_TRIAL,
+    EventSender,
+    encode,
+)
+from automl_core.rundir import RunDir, read_json
+
 UNUSED_IN_TRIALS = ("sklearn", "matplotlib", "IPython")
 """Optional libraries that Keras and keras-tuner import eagerly when installed (for
 scikit-learn wrappers, the Bayesian oracle, image galleries, a notebook file editor), none
@@ -33,7 +38,7 @@ trial's start."""
 
 
 def main(argv: list[str]) -> int:
-    run_dir, trial_id = Path(argv[0]), argv[1]
+    run_dir, trial_id = RunDir(Path(argv[0])), argv[1]
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     events = os.fdopen(os.dup(1), "w", buffering=1)
@@ -42,17 +47,16 @@ def main(argv: list[str]) -> int:
     _configure_tensorflow()
     from automl_core.data.dataset import load_split
     from automl_core.plugin.manager import load_plugins
-    from automl_core.rundir import read_json
     from automl_core.training.trial import TrialSpec, run_trial
 
-    plugins = load_plugins(read_json(run_dir / "config.json")["plugins"])
-    data = load_split(run_dir / "data")
+    plugins = load_plugins(read_json(run_dir.config)["plugins"])
+    data = load_split(run_dir.data)
     if trial_id == WAIT_FOR_TRIAL:
         ready = time.perf_counter()
         trial_id = sys.stdin.readline().strip()
         if not trial_id:  # the search ended without a trial for this process
             return 0
-        log = open(run_dir / "trials" / trial_id / "log.txt", "ab")  # noqa: SIM115
+        log = open(run_dir.trial(trial_id).log, "ab")  # noqa: SIM115
         os.dup2(log.fileno(), 2)
         os.dup2(2, 1)
         print(
@@ -60,29 +64,19 @@ def main(argv: list[str]) -> int:
             f"{time.perf_counter() - ready:.1f}s before its trial",
             file=sys.stderr,
         )
-    trial_dir = run_dir / "trials" / trial_id
-    spec = TrialSpec.load(trial_dir)
+    trial = run_dir.trial(trial_id)
+    spec = TrialSpec.load(trial)
     for failure in plugins.failures:
         print(f"automl: warning: {failure}", file=sys.stderr)
     architecture = plugins["architectures"].get(spec.architecture)
     _set_precision(architecture)
-
-    class Events:
-        """Each event is one JSON line on the parent's pipe."""
-
-        def built(self, hp_config: dict) -> None:
-            events.write(json.dumps({"built": hp_config}) + "\n")
-
-        def epoch(self, epoch: int, logs: dict[str, float]) -> None:
-            events.write(json.dumps({"epoch": epoch, "logs": logs}) + "\n")
-
     run_trial(
         spec,
         data,
         architecture.obj,
         plugins["augmenters"].get(spec.augmenter).obj,
-        Events(),
-        stop_requested=(trial_dir / STOP_FILE).exists,
+        EventSender(lambda event: events.write(encode(event))),
+        stop_requested=trial.stop.exists,
     )
     return 0
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl_core.reporting.live import duration, format_hyperparameters
+from automl_core.reporting.run_report import UNFINISHED
 from automl_core.rundir import atomic_target
+from automl_core.training.trial import COMPLETED, RUNNING, STOPPED
 
 if TYPE_CHECKING:
     from automl_core.reporting.run_report import RunReport
 
-INDEX = "index.html"
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -34,8 +35,8 @@ code { background: #f5f5f5; padding: 0 0.25em; }
 """
 
 
-def write_html(report: RunReport, folder: Path, plots: dict[str, Path]) -> Path:
-    """Write the page into ``folder`` with ``plots`` ({title: png}) inlined; its path."""
+def write_html(report: RunReport, plots: dict[str, Path]) -> Path:
+    """Write the run's ``report/index.html`` with ``plots`` ({title: png}) inlined; its path."""
 
     sections = [
         _summary(report),
@@ -54,7 +55,7 @@ def write_html(report: RunReport, folder: Path, plots: dict[str, Path]) -> Path:
         + "".join(sections)
         + "</body></html>\n"
     )
-    target = Path(folder) / INDEX
+    target = report.run_dir.report_index
     with atomic_target(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return target
@@ -114,7 +115,7 @@ def _leaderboard(report: RunReport) -> str:
 
 
 def _trials(report: RunReport) -> str:
-    others = [t for t in report.trials if t.status != "completed"]
+    others = [t for t in report.trials if t.status != COMPLETED]
     if not others:
         return ""
     rows = "".join(
@@ -130,9 +131,9 @@ def _trials(report: RunReport) -> str:
 
 
 _NOT_ENDED = {
-    "stopped": "stopped by the user; runs again on --resume",
-    "unfinished": "did not end (interrupted or killed); runs again on --resume",
-    "running": "still running",
+    STOPPED: "stopped by the user; runs again on --resume",
+    UNFINISHED: "did not end (interrupted or killed); runs again on --resume",
+    RUNNING: "still running",
 }
 
 

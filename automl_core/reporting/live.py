@@ -22,12 +22,13 @@ from rich.text import Text
 from automl_core import hookimpl
 from automl_core.rundir import read_json
 from automl_core.training.space import ARCHITECTURE, AUGMENTER, short_name
+from automl_core.training.trial import COMPLETED, FAILED, RUNNING, STOPPED
 
 SHOW_SKIPPED = 10
 """Skipped files listed by name at the start; all of them are in ``dataset.json``."""
 SHOW_TRIALS = 12
 """Trials the live table shows: every running one, then the latest that ended."""
-STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "stopped": "yellow"}
+STATUS_STYLE = {RUNNING: "cyan", COMPLETED: "green", FAILED: "red", STOPPED: "yellow"}
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
@@ -40,7 +41,7 @@ class _Row:
 
     spec: TrialSpec
     started: float
-    status: str = "running"
+    status: str = RUNNING
     epoch: int = 0
     val_accuracy: float | None = None
     best: float | None = None
@@ -137,16 +138,16 @@ class RichReporter:
             row.status, row.ended = result.status, time.time()
             if result.val_accuracy is not None:
                 row.val_accuracy = row.best = result.val_accuracy
-        if result.status == "completed":
+        if result.status == COMPLETED:
             outcome = (
                 f"val_acc {result.val_accuracy:.3f} val_loss {result.val_loss:.3f} "
                 f"in {result.epochs_run} epochs, {result.train_seconds:.1f}s"
             )
-        elif result.status == "stopped":
+        elif result.status == STOPPED:
             outcome = "[yellow]stopped[/]: runs again on --resume"
         else:
             outcome = f"[red]failed[/]: {result.error}"
-        if self.plain or result.status != "completed":  # the dashboard shows the rest
+        if self.plain or result.status != COMPLETED:  # the dashboard shows the rest
             self.console.print(
                 f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}",
                 soft_wrap=True,
@@ -157,10 +158,10 @@ class RichReporter:
         if self.live is not None:
             self.live.stop()  # the last frame stays on screen
             self.live = None
-        failed = [r for r in run.results if r.status == "failed"]
+        failed = [r for r in run.results if r.status == FAILED]
         self.console.print(leaderboard_table(leaderboard, run.config.objective))
         if failed:
-            self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.path}/trials")
+            self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.trials}")
         if leaderboard:
             self.console.print(f"winner saved to [bold]{run.winner_path}[/]{_winner_notes(run)}")
         else:
@@ -170,10 +171,10 @@ class RichReporter:
             self.console.print(
                 f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
             )
-        test_metrics = run.run_dir.winner / "test_metrics.json"
+        test_metrics = run.run_dir.winner.test_metrics
         if test_metrics.exists():
             self.console.print(test_set_table(read_json(test_metrics)))
-        index = run.run_dir.path / "report" / "index.html"
+        index = run.run_dir.report_index
         if index.exists():
             self.console.print(f"report: {index}")
 
@@ -181,10 +182,10 @@ class RichReporter:
         """The live view: budget and best so far over a table of trials."""
         run = self.run
         rows = list(self.rows.values())
-        running = [r for r in rows if r.status == "running"]
+        running = [r for r in rows if r.status == RUNNING]
         shown = (
             running
-            + [r for r in rows if r.status != "running"][-SHOW_TRIALS:][
+            + [r for r in rows if r.status != RUNNING][-SHOW_TRIALS:][
                 : max(0, SHOW_TRIALS - len(running))
             ]
         )
@@ -299,7 +300,7 @@ def _epoch_bar(row: _Row) -> Table:
 
 def _winner_notes(run: SearchRun) -> str:
     """`` (refit on all N images, flip TTA kept)`` from ``winner.json``."""
-    path = run.run_dir.winner / "winner.json"
+    path = run.run_dir.winner.info
     if not path.exists():
         return ""
     winner = read_json(path)

@@ -13,13 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from automl_core.errors import UsageError
-from automl_core.results.model_card import CARD_JSON
-from automl_core.results.testset import TEST_METRICS
-from automl_core.rundir import RunDir, read_json
-from automl_core.training.trial import REFIT, TrialResult, TrialSpec
+from automl_core.rundir import RunDir, TrialDir, read_json
+from automl_core.training.trial import REFIT, RUNNING, TrialResult, TrialSpec
 
-RUNNING, UNFINISHED = "running", "unfinished"
-"""Statuses of a trial with no result yet: the search is still going, or it stopped."""
+UNFINISHED = "unfinished"
+"""Status of a trial with no result in a search that is no longer going (``running``
+while it is)."""
 
 CSV_COLUMNS = (
     "rank",
@@ -119,10 +118,10 @@ def load_report(path: str | Path) -> RunReport:
         raise UsageError(f"{str(path)!r} is not a search run directory (no config.json)")
     config = read_json(run_dir.config)
     state = read_json(run_dir.state) if run_dir.state.is_file() else {}
-    folders = sorted(d for d in (run_dir.path / "trials").glob("*") if d.name != REFIT)
+    folders = [d for d in run_dir.trial_dirs() if d.path.name != REFIT]
     trials = [_trial(d, state) for d in folders]
     trials = [t for t in trials if t is not None]
-    card, test = run_dir.winner / CARD_JSON, run_dir.winner / TEST_METRICS
+    card, test = run_dir.winner.card_json, run_dir.winner.test_metrics
     return RunReport(
         run_dir=run_dir,
         config=config,
@@ -135,11 +134,11 @@ def load_report(path: str | Path) -> RunReport:
     )
 
 
-def _trial(directory: Path, state: dict) -> TrialResult | None:
+def _trial(directory: TrialDir, state: dict) -> TrialResult | None:
     """The trial's saved result; a trial that never ended is shown from its spec."""
-    if (directory / "metrics.json").is_file():
+    if directory.metrics.is_file():
         return TrialResult.load(directory)
-    if not (directory / "spec.json").is_file():
+    if not directory.spec.is_file():
         return None
     spec = TrialSpec.load(directory)
     status = RUNNING if state.get("status") == RUNNING else UNFINISHED

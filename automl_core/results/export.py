@@ -19,9 +19,8 @@ from automl_core.data.dataset import DatasetSplit, load_split
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins
 from automl_core.results import model_card
-from automl_core.results.predict import LABELS, Predictor, load_predictor
-from automl_core.results.testset import TEST_METRICS
-from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.results.predict import Predictor, load_predictor
+from automl_core.rundir import LABELS, RunDir, WinnerDir, read_json, write_json
 from automl_core.training.evaluate import classification_report
 
 TOLERANCE = 1e-3
@@ -43,12 +42,12 @@ class Winner:
     data: DatasetSplit
 
     @property
-    def dir(self) -> Path:
+    def dir(self) -> WinnerDir:
         return self.run_dir.winner
 
     @cached_property
     def reference(self) -> Predictor:
-        return load_predictor(self.dir / "model.keras")
+        return load_predictor(self.dir.model)
 
     @cached_property
     def reference_probabilities(self) -> np.ndarray:
@@ -58,8 +57,8 @@ class Winner:
 def load_winner(run_dir: str | Path, data: DatasetSplit | None = None) -> Winner:
     """The winner of the search in ``run_dir``, with the search's own validation split."""
     run_dir = RunDir(Path(run_dir))
-    info = run_dir.winner / "winner.json"
-    if not (info.is_file() and (run_dir.winner / "model.keras").is_file()):
+    info = run_dir.winner.info
+    if not (info.is_file() and run_dir.winner.model.is_file()):
         raise UsageError(
             f"{str(run_dir.path)!r} has no winner (winner/model.keras): "
             "give the run directory of a finished search"
@@ -79,7 +78,7 @@ def export_formats(
     ``quantize`` applies to the formats that support it and must be supported by one.
     """
     components = exporters_for(plugins or load_plugins(), formats, quantize)
-    folder = Path(output) if output else winner.dir
+    folder = Path(output) if output else winner.dir.path
     records = {}
     for component in components:
         mode = quantize if quantize in component.tags else None
@@ -108,11 +107,11 @@ def exporters_for(plugins: Plugins, formats: list[str], quantize: str | None) ->
 
 def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Path:
     """Write ``model_card.md`` and ``.json`` beside the model, keeping earlier exports."""
-    previous = winner.dir / model_card.CARD_JSON
+    previous = winner.dir.card_json
     exports = read_json(previous).get("exports", {}) if previous.is_file() else {}
     reference = winner.reference
     model = _artifact_facts(reference, winner.data.x_val[0])
-    test = winner.dir / TEST_METRICS
+    test = winner.dir.test_metrics
     card = model_card.build(
         metadata=winner.metadata,
         test=read_json(test) if test.is_file() else None,
@@ -120,7 +119,7 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
         validation=classification_report(
             winner.reference_probabilities, winner.data.y_val, winner.data.class_names
         ),
-        model=model | {"file": "model.keras"},
+        model=model | {"file": winner.dir.model.name},
         exports=exports | (new_exports or {}),
     )
     return model_card.write(winner.dir, card)
@@ -129,7 +128,7 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
 def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> dict:
     from automl_core.training.layers import load_model
 
-    model = load_model(winner.dir / "model.keras", compile=False)
+    model = load_model(winner.dir.model, compile=False)
     metadata = winner.metadata | {"quantize": mode}
     if mode == "int8":
         metadata["representative_images"] = winner.data.x_train[:REPRESENTATIVE_IMAGES].astype(
@@ -158,7 +157,7 @@ def verify(winner: Winner, artifact: Path, quantized: bool) -> dict:
     labels = winner.data.y_val
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == labels))
     record = _artifact_facts(predictor, winner.data.x_val[0]) | {
-        "path": _shown(artifact, winner.dir),
+        "path": _shown(artifact, winner.dir.path),
         "images": len(labels),
         "top1_agreement": float(np.mean(agree)),
         "max_abs_diff": float(np.max(np.abs(probabilities - reference))),

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automl_core.rundir import atomic_target, write_json
-
-CARD_JSON = "model_card.json"
-CARD_MD = "model_card.md"
+from automl_core.rundir import WinnerDir, atomic_target, write_json
 
 
 def build(
@@ -57,13 +54,12 @@ def build(
     }
 
 
-def write(folder: Path, card: dict) -> Path:
-    """Write ``model_card.json`` and ``model_card.md`` into ``folder``; returns the .md."""
-    write_json(folder / CARD_JSON, card)
-    target = folder / CARD_MD
-    with atomic_target(target) as tmp:
+def write(winner: WinnerDir, card: dict) -> Path:
+    """Write ``model_card.json`` and ``model_card.md`` into ``winner/``; returns the .md."""
+    write_json(winner.card_json, card)
+    with atomic_target(winner.card_md) as tmp:
         tmp.write_text(markdown(card))
-    return target
+    return winner.card_md
 
 
 def markdown(card: dict) -> str:

@@ -18,8 +18,8 @@ import numpy as np
 
 from automl_core.data.decode import decode_image
 from automl_core.errors import UsageError
+from automl_core.rundir import LABELS, RunDir, WinnerDir
 
-LABELS = "labels.json"
 BATCH = 64
 
 
@@ -62,7 +62,7 @@ def resolve_model(path: str | Path) -> Path:
         raise UsageError(f"no such model: {str(path)!r}")
     if not path.is_dir() or (path / "saved_model.pb").is_file():
         return path
-    for candidate in (path / "model.keras", path / "winner" / "model.keras"):
+    for candidate in (WinnerDir(path).model, RunDir(path).winner.model):
         if candidate.is_file():
             return candidate
     raise UsageError(

@@ -18,8 +18,6 @@ from automl_core.training.evaluate import evaluate
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
 
-TEST_METRICS = "test_metrics.json"
-
 
 def evaluate_test_set(run: SearchRun) -> dict | None:
     """Score the saved winner on the test images, if there are any; write the metrics."""
@@ -33,7 +31,7 @@ def evaluate_test_set(run: SearchRun) -> dict | None:
         data = loader(source, image_size=run.data.input_shape[0])
     except UsageError as error:  # a bad test folder must not cost the finished search
         metrics = {"source": source, "error": str(error)}
-        write_json(run.run_dir.winner / TEST_METRICS, metrics)
+        write_json(run.run_dir.winner.test_metrics, metrics)
         return metrics
     index = {name: k for k, name in enumerate(run.data.class_names)}
     names = np.asarray(data.class_names)[data.labels]
@@ -50,5 +48,5 @@ def evaluate_test_set(run: SearchRun) -> dict | None:
         "unknown_classes": sorted(set(data.class_names) - set(index)),
         "skipped": data.skipped if config.test else [],  # own test/: in dataset.json
     }
-    write_json(run.run_dir.winner / TEST_METRICS, metrics)
+    write_json(run.run_dir.winner.test_metrics, metrics)
     return metrics

@@ -45,7 +45,8 @@ def save_winner(run: SearchRun, refit: TrialResult | None) -> None:
         },
     }
     export = run.plugins["exporters"].get("keras").obj
-    run.run_dir.winner.mkdir(parents=True, exist_ok=True)
-    export(model, run.run_dir.winner, metadata)
-    write_json(run.run_dir.winner / "labels.json", run.data.class_names)
-    write_json(run.run_dir.winner / "winner.json", metadata)
+    winner = run.run_dir.winner
+    winner.path.mkdir(parents=True, exist_ok=True)
+    export(model, winner.path, metadata)  # the keras format's file is winner.model
+    write_json(winner.labels, run.data.class_names)
+    write_json(winner.info, metadata)

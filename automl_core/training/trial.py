@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from automl_core.data.dataset import DatasetSplit
-from automl_core.rundir import atomic_target, read_json, write_json
+from automl_core.rundir import TrialDir, atomic_target, read_json, write_json
 from automl_core.training.evaluate import accuracy, cross_entropy
 from automl_core.training.space import architecture_scope, augmenter_scope, from_config
 from automl_core.training.tta import flip_predictions
 
 OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
-COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
-"""A stopped trial was interrupted by the user; a resumed search runs it again."""
+COMPLETED, FAILED, STOPPED, RUNNING = "completed", "failed", "stopped", "running"
+"""A stopped trial was interrupted by the user; a resumed search runs it again. A running
+one has no result yet (and ``running`` is also the state of a search still going)."""
 FINISH_EPOCHS = 0.25
 """Evaluating and saving a trial, in epochs of its training: kept free before its end."""
 REFIT = "refit"
@@ -70,11 +71,11 @@ class TrialSpec:
     """What the scheduling policy ran it for (``engine.policy``: screen, final, ...)."""
 
     def save(self) -> None:
-        write_json(Path(self.trial_dir) / "spec.json", asdict(self))
+        write_json(TrialDir(self.trial_dir).spec, asdict(self))
 
     @classmethod
-    def load(cls, trial_dir: Path) -> TrialSpec:
-        return cls(**read_json(Path(trial_dir) / "spec.json"))
+    def load(cls, trial_dir: Path | TrialDir) -> TrialSpec:
+        return cls(**read_json(TrialDir(trial_dir).spec))
 
 
 @dataclass
@@ -117,16 +118,16 @@ class TrialResult:
     def score(self, objective: str) -> float:
         return getattr(self, objective)
 
-    def save(self, directory: Path) -> None:
-        metrics = asdict(self)
-        write_json(Path(directory) / "history.json", metrics.pop("history"))
-        write_json(Path(directory) / "metrics.json", metrics)
+    def save(self, directory: Path | TrialDir) -> None:
+        metrics, trial = asdict(self), TrialDir(directory)
+        write_json(trial.history, metrics.pop("history"))
+        write_json(trial.metrics, metrics)
 
     @classmethod
-    def load(cls, directory: Path) -> TrialResult:
-        result = cls(**read_json(Path(directory) / "metrics.json"))
-        history = Path(directory) / "history.json"
-        result.history = read_json(history) if history.exists() else {}
+    def load(cls, directory: Path | TrialDir) -> TrialResult:
+        trial = TrialDir(directory)
+        result = cls(**read_json(trial.metrics))
+        result.history = read_json(trial.history) if trial.history.exists() else {}
         return result
 
 
@@ -161,7 +162,7 @@ def run_trial(
         result.status = STOPPED if control.stopped_by_user else COMPLETED
     except Exception as error:
         result.error = one_line(error)
-        (trial_dir / "traceback.txt").write_text(traceback.format_exc())
+        TrialDir(trial_dir).traceback.write_text(traceback.format_exc())
     result.ended_at = time.time()
     result.save(trial_dir)
     return result
@@ -292,9 +293,9 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     result.val_accuracy = accuracy(plain, data.y_val)
     result.val_loss = cross_entropy(plain, data.y_val)
     result.val_accuracy_tta = accuracy(plain + mirrored, data.y_val)
-    with atomic_target(Path(spec.trial_dir) / "model.keras") as tmp:
+    with atomic_target(TrialDir(spec.trial_dir).model) as tmp:
         model.save(tmp)
-    result.model_path = str(Path(spec.trial_dir) / "model.keras")
+    result.model_path = str(TrialDir(spec.trial_dir).model)
 
 
 def _epoch_plan(spec: TrialSpec, result: TrialResult):
