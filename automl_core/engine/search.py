@@ -18,6 +18,7 @@ from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.training.precision import record_precision
 from automl_core.training.space import initial_space
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
@@ -112,6 +113,7 @@ def _make_oracle(run: SearchRun):
 
 
 def _drive(run: SearchRun, oracle) -> SearchRun:
+    record_precision(run)  # before the trials, and measured on this machine when resumed
     run.plugins.hook.search_start(run=run)
     executor = run.plugins["executors"].get(run.config.executor).obj(run)
     loop = SearchLoop(run, oracle, executor)

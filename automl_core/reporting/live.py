@@ -21,6 +21,7 @@ from rich.text import Text
 
 from automl_core import hookimpl
 from automl_core.rundir import read_json
+from automl_core.training.precision import RUN_FILE as PRECISION_FILE
 from automl_core.training.space import ARCHITECTURE, AUGMENTER, short_name
 
 SHOW_SKIPPED = 10
@@ -85,6 +86,7 @@ class RichReporter:
             f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
             f"run directory {run.run_dir.path}"
         )
+        self.console.print(f"precision: {read_json(run.run_dir.path / PRECISION_FILE)['summary']}")
         if run.results:
             self.console.print(f"resuming: {len(run.results)} trial(s) already done")
         self.run = run

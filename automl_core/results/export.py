@@ -23,6 +23,7 @@ from automl_core.results.predict import LABELS, Predictor, load_predictor
 from automl_core.results.testset import TEST_METRICS
 from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.training.evaluate import classification_report
+from automl_core.training.precision import RUN_FILE as PRECISION_FILE
 
 TOLERANCE = 1e-3
 """Largest probability difference a float export may show against the Keras model."""
@@ -113,9 +114,11 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
     reference = winner.reference
     model = _artifact_facts(reference, winner.data.x_val[0])
     test = winner.dir / TEST_METRICS
+    precision = winner.run_dir.path / PRECISION_FILE
     card = model_card.build(
         metadata=winner.metadata,
         test=read_json(test) if test.is_file() else None,
+        precision=read_json(precision) if precision.is_file() else None,
         dataset=read_json(winner.run_dir.dataset),
         validation=classification_report(
             winner.reference_probabilities, winner.data.y_val, winner.data.class_names
