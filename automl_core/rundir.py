@@ -167,6 +167,11 @@ class RunDir:
         return self.path / "dataset.json"
 
     @property
+    def precision(self) -> Path:
+        """The precision trials train in, and the probe that chose it."""
+        return self.path / "precision.json"
+
+    @property
     def state(self) -> Path:
         return self.path / "state.json"
 

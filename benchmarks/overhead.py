@@ -98,9 +98,12 @@ def plain_fit(run_dir: Path, trial_id: str, epochs: int, batch_size: int, seed: 
     import tensorflow as tf
 
     from automl_core.execution.worker import training_policy
+    from automl_core.training.precision import recorded_bfloat16_faster
 
     gpus = tf.config.list_physical_devices("GPU")
-    policy = training_policy("auto", on_gpu=bool(gpus), declared=True)  # baseline_cnn declares it
+    policy = training_policy(  # baseline_cnn declares it; the search measured bfloat16
+        "auto", on_gpu=bool(gpus), declared=True, bfloat16_faster=recorded_bfloat16_faster(run_dir)
+    )
     keras.mixed_precision.set_global_policy(policy or "float32")
 
     from automl_core.data.dataset import load_split

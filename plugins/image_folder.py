@@ -7,19 +7,16 @@ on the same folder skips decoding and a changed file re-decodes alone.
 
 from __future__ import annotations
 
-import os
 import statistics
 from pathlib import Path
 
 import numpy as np
 
 from automl_core import hookimpl
-from automl_core.data.cache import ImageCache
+from automl_core.data.cache import ImageCache, cache_root
 from automl_core.data.dataset import MAX_AUTO_IMAGE_SIZE, ImageData
 from automl_core.data.scan import scan
 from automl_core.errors import UsageError
-
-CACHE_ENV = "AUTOML_CACHE_DIR"
 
 
 @hookimpl
@@ -29,11 +26,6 @@ def register_datasets(register):
         load_image_folder,
         description="class subfolders, train/ + val/ (+ test/) folders, or a CSV of path,label",
     )
-
-
-def cache_root() -> Path:
-    """``$AUTOML_CACHE_DIR``, else ``~/.cache/automl``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "automl")
 
 
 def load_image_folder(

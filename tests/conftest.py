@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +33,20 @@ def make_image_folder(
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch) -> Path:
-    """Every test decodes into its own cache, never the user's."""
+def isolated_cache(tmp_path, tmp_path_factory, monkeypatch):
+    """Every test decodes into its own cache, never the user's. The precision probe's
+    measurements (one per machine and thread count) are shared by the session's tests,
+    so that not every search measures again."""
     cache = tmp_path / "automl-cache"
+    shared = tmp_path_factory.getbasetemp().parent / "precision.json"  # all xdist workers
+    if shared.exists():
+        cache.mkdir()
+        shutil.copy(shared, cache / "precision.json")
     monkeypatch.setenv("AUTOML_CACHE_DIR", str(cache))
-    return cache
+    yield cache
+    if (cache / "precision.json").exists():
+        shutil.copy(cache / "precision.json", tmp_path / "precision.json")
+        os.replace(tmp_path / "precision.json", shared)
 
 
 @pytest.fixture

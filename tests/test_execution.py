@@ -14,7 +14,6 @@ import pytest
 from conftest import run_automl
 
 from automl_core.execution.devices import plan_slots, visible_gpus
-from automl_core.execution.worker import cpu_has_bfloat16_matrix_units, training_policy
 
 FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 
@@ -220,19 +219,6 @@ def test_gpu_slots_follow_devices_and_cuda_visible_devices(monkeypatch):
     cpu = plan_slots(workers=2)
     assert [s.name for s in cpu] == ["cpu:0", "cpu:1"]
     assert all(s.threads == max(1, (os.cpu_count() or 1) // 2) for s in cpu)
-
-
-def test_precision_picks_float16_on_gpus_and_bfloat16_on_cpus_that_have_amx():
-    for on_gpu in (True, False):
-        for declared in (True, False):
-            assert training_policy("float32", on_gpu=on_gpu, declared=declared) is None
-            mixed = training_policy("mixed", on_gpu=on_gpu, declared=declared)
-            assert mixed == ("mixed_float16" if on_gpu else "mixed_bfloat16")
-    assert training_policy("auto", on_gpu=True, declared=True) is None
-    assert training_policy("auto", on_gpu=False, declared=False) is None
-    amx = cpu_has_bfloat16_matrix_units()
-    auto = training_policy("auto", on_gpu=False, declared=True)
-    assert auto == ("mixed_bfloat16" if amx else None)
 
 
 def test_trial_processes_import_tensorflow_without_unused_libraries_plugins_still_can():

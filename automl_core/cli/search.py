@@ -154,8 +154,8 @@ def register_commands(subcommands):
         choices=PRECISIONS,
         default="auto",
         help="mixed: float16 compute on GPUs, bfloat16 on CPUs; auto (default): bfloat16 on "
-        "CPUs with AMX for architectures declared mixed-precision safe, else float32. "
-        "Saved models are float32",
+        "a CPU where a short probe (once per machine, cached) measures it clearly faster, for "
+        "architectures declared mixed-precision safe, else float32. Saved models are float32",
     )
     search.add_argument(
         "--ray-address",

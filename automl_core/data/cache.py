@@ -39,6 +39,12 @@ INLINE_BELOW = 64
 """Fewer files than this decode in this process: starting workers would cost more."""
 COPY_ROWS = 4096
 """Rows copied at a time when compacting, so memory stays bounded for any dataset size."""
+CACHE_ENV = "AUTOML_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """``$AUTOML_CACHE_DIR``, else ``~/.cache/automl``: the decoded images, the precision probe."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "automl")
 
 
 @dataclass

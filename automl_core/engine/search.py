@@ -10,16 +10,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from automl_core.data.cache import cache_root
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
 from automl_core.engine.oracle import Oracle
 from automl_core.engine.run import SearchConfig, SearchRun, rank, save_state
 from automl_core.errors import UsageError
+from automl_core.execution.devices import plan_slots
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
 from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.training.precision import PrecisionChoice, resolve_precision
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
 __all__ = ["SearchConfig", "SearchRun", "rank", "resume", "search"]
@@ -114,6 +117,7 @@ def _make_oracle(run: SearchRun) -> Oracle:
 
 
 def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> SearchRun:
+    _record_precision(run)  # before the trials, and measured on this machine when resumed
     run.plugins.hook.search_start(run=run)
     executor = run.plugins["executors"].get(run.config.executor).obj(run)
     loop = SearchLoop(run, oracle, executor, pending)
@@ -134,3 +138,22 @@ def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> Searc
     save_state(run, status)
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
+
+
+def _record_precision(run: SearchRun) -> PrecisionChoice:
+    """Resolve the search's ``--precision`` for the devices its trials use and write it
+    to the run directory (``precision.json``), where the trials read it."""
+    slot = plan_slots(run.config.devices, run.config.workers)[0]
+    declared = {
+        name: bool(run.plugins["architectures"].get(name).info.get("mixed_precision"))
+        for name in run.architectures
+    }
+    choice = resolve_precision(
+        run.config.precision,
+        on_gpu=slot.is_gpu,
+        cache_dir=cache_root(),
+        threads=slot.threads,
+        declared=any(declared.values()),
+    )
+    write_json(run.run_dir.precision, choice.record(declared))
+    return choice

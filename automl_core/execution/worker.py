@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     for failure in plugins.failures:
         print(f"automl: warning: {failure}", file=sys.stderr)
     architecture = plugins["architectures"].get(spec.architecture)
-    _set_precision(architecture)
+    _set_precision(architecture, run_dir)
     run_trial(
         spec,
         data,
@@ -118,40 +118,39 @@ def _configure_tensorflow() -> None:
         tf.config.experimental.set_memory_growth(gpu, True)
 
 
-def _set_precision(architecture) -> None:
-    """Mixed precision for this trial, where ``--precision`` and the architecture allow."""
+def _set_precision(architecture, run_dir: Path) -> None:
+    """Mixed precision for this trial, where ``--precision``, the search's measurement
+    (``precision.json``) and the architecture allow."""
     import keras
     import tensorflow as tf
+
+    from automl_core.training.precision import recorded_bfloat16_faster
 
     policy = training_policy(
         os.environ.get(PRECISION_ENV, "auto"),
         on_gpu=bool(tf.config.list_physical_devices("GPU")),
         declared=bool(architecture.info.get("mixed_precision")),
+        bfloat16_faster=recorded_bfloat16_faster(run_dir),
     )
     keras.mixed_precision.set_global_policy(policy or "float32")
 
 
-def training_policy(precision: str, *, on_gpu: bool, declared: bool) -> str | None:
+def training_policy(
+    precision: str, *, on_gpu: bool, declared: bool, bfloat16_faster: bool
+) -> str | None:
     """The Keras dtype policy a trial trains under (``None``: float32).
 
-    ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on CPUs with
-    bfloat16 matrix units (Intel AMX), where it about halves a convnet's training time,
-    for architectures ``declared`` safe in mixed precision (``mixed_precision=True``);
-    float32 elsewhere. Models are saved in float32 whatever they trained in.
+    ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on a CPU
+    where the search's probe measured it clearly faster (``bfloat16_faster``, see
+    ``automl_core.training.precision``), for architectures ``declared`` safe in mixed
+    precision (``mixed_precision=True``); float32 elsewhere, GPUs included. Models are
+    saved in float32 whatever they trained in.
     """
     if precision == "mixed":
         return "mixed_float16" if on_gpu else "mixed_bfloat16"
-    if precision == "auto" and declared and not on_gpu and cpu_has_bfloat16_matrix_units():
+    if precision == "auto" and declared and not on_gpu and bfloat16_faster:
         return "mixed_bfloat16"
     return None
-
-
-def cpu_has_bfloat16_matrix_units() -> bool:
-    """Linux: the CPU flags include ``amx_bf16``."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class RichReporter:
             f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
             f"run directory {run.run_dir.path}"
         )
+        self.console.print(f"precision: {read_json(run.run_dir.precision)['summary']}")
         if run.results:
             self.console.print(f"resuming: {len(run.results)} trial(s) already done")
         self.run = run

@@ -14,6 +14,7 @@ def build(
     model: dict,
     exports: dict[str, dict],
     test: dict | None = None,
+    precision: dict | None = None,
 ) -> dict:
     """The card's facts, JSON-ready.
 
@@ -21,7 +22,7 @@ def build(
     ``test`` (``winner/test_metrics.json``, when the search had a test set) are
     classification reports,
     ``model`` the ``.keras`` file's size and latency, ``exports`` one verification record
-    per exported artifact.
+    per exported artifact, ``precision`` the run's ``precision.json``.
     """
     height, width, channels = metadata["input_shape"]
     evaluation = {"validation": validation}
@@ -51,6 +52,12 @@ def build(
         | {"skipped_files": len(dataset.get("skipped", []))},
         "model": model,
         "exports": exports,
+        "training_precision": None
+        if precision is None
+        else {
+            "policy": precision["architectures"].get(metadata["architecture"], "float32"),
+            "reason": precision["summary"],
+        },
     }
 
 
@@ -86,6 +93,7 @@ def markdown(card: dict) -> str:
         f"trial {card['trial_id']})",
         f"- File: {card['model']['file']}, {_size(card['model']['size_bytes'])}, "
         f"{card['model']['cpu_latency_ms']} ms per image on this machine's CPU",
+        *_precision_line(card),
         "- Hyperparameters:",
         *[f"  - {name}: {value}" for name, value in card["hyperparameters"].items()],
         "",
@@ -128,6 +136,15 @@ def _report(name: str, report: dict) -> list[str]:
     for cls, value in report["per_class_accuracy"].items():
         lines.append(f"| {cls} | {'n/a' if value is None else f'{value:.1%}'} |")
     return [*lines, ""]
+
+
+def _precision_line(card: dict) -> list[str]:
+    """``- Trained in bfloat16 (search: ...); saved in float32``, when the run recorded it."""
+    if not card.get("training_precision"):
+        return []
+    trained = card["training_precision"]
+    compute = trained["policy"].removeprefix("mixed_")
+    return [f"- Trained in {compute} (search's precision: {trained['reason']}); saved in float32"]
 
 
 def _size(size: int) -> str:
