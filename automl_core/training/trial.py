@@ -87,6 +87,8 @@ class TrialResult:
     val_accuracy_tta: float | None = None
     """Validation accuracy with flip test-time augmentation."""
     params: int | None = None
+    train_images: int = 0
+    """Images each epoch trained on (a refit's include the validation images)."""
     train_seconds: float = 0.0
     epochs_run: int = 0
     """Epochs trained in all, counting the ``initial_epoch`` a promoted trial started from."""
@@ -194,6 +196,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
         result.hyperparameters = active_values(hp)
         result.hp_config = hp.get_config()
     result.params = int(model.count_params())
+    result.train_images = len(data.y_train)
     if spec.warm_start:
         model.load_weights(spec.warm_start)
 
