@@ -34,7 +34,7 @@ from automl_core.training.trial import TrialResult, TrialSpec, one_line
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
-    from automl_core.execution.executors import SearchListener
+    from automl_core.execution.protocol import SearchListener
 
 
 @dataclass(frozen=True)

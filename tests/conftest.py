@@ -17,10 +17,15 @@ COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
 def make_image_folder(
-    root: Path, classes=("red", "green", "blue"), per_class: int = 12, size: int = 16
+    root: Path,
+    classes=("red", "green", "blue"),
+    per_class: int = 12,
+    size: int = 16,
+    seed: int = 0,
 ) -> Path:
-    """Write ``per_class`` noisy images per class, tinted by class so they are learnable."""
-    rng = np.random.default_rng(0)
+    """Write ``per_class`` noisy images per class, tinted by class so they are learnable;
+    another ``seed`` gives new images of the same kind (a held-out set)."""
+    rng = np.random.default_rng(seed)
     for name in classes:
         (root / name).mkdir(parents=True, exist_ok=True)
         tint = np.array(COLOURS.get(name, (128, 128, 128)))

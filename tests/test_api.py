@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -42,12 +43,27 @@ def test_search_returns_leaderboard_winner_and_run_dir(result, capsys):
     assert capsys.readouterr().out == ""  # no live view unless verbose=True
 
 
-def test_load_gives_the_winner_for_prediction(result):
-    model = automl_core.load(result.run_dir)
-    size = model.input_size
-    pixels = np.full((2, size, size, 3), (200, 30, 30), dtype=np.float32)
-    probabilities = model.predict(pixels)
-    assert probabilities.shape == (2, 3)
+def test_load_in_a_fresh_process_gives_the_winners_predictions(result, tmp_path):
+    """``load(run_dir)`` needs nothing of the search's process: a new interpreter gets the
+    same probabilities on the same pixels, and the classes ``labels.json`` names."""
+    size = result.winner.input_size
+    pixels = np.random.default_rng(2).uniform(0, 255, (6, size, size, 3)).astype("float32")
+    np.save(tmp_path / "pixels.npy", pixels)
+    code = (
+        "import json, sys, numpy as np, automl_core\n"
+        "model = automl_core.load(sys.argv[1])\n"
+        "np.save(sys.argv[3], model.predict(np.load(sys.argv[2])))\n"
+        "print(json.dumps(model.classes))\n"
+    )
+    files = [tmp_path / "pixels.npy", tmp_path / "probabilities.npy"]
+    out = subprocess.run(
+        [sys.executable, "-c", code, result.run_dir, *files], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    labels = json.loads((result.run_dir / "winner" / "labels.json").read_text())
+    assert json.loads(out.stdout) == labels == result.winner.classes == ["blue", "green", "red"]
+    probabilities = np.load(files[1])
+    assert probabilities.shape == (6, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probabilities, result.winner.predict(pixels), rtol=1e-5)
 

@@ -27,6 +27,7 @@ from automl_core.execution.protocol import (
     Event,
     EventSender,
     Exited,
+    SearchListener,
     ask_to_stop,
     outcome,
     prepare_trial_dir,
@@ -39,14 +40,6 @@ from automl_core.training.trial import TrialResult, TrialSpec, run_trial
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
-
-
-class SearchListener(Protocol):
-    """What the engine wants to hear about running trials (see ``TrialListener``)."""
-
-    def trial_built(self, spec: TrialSpec, hp_config: dict) -> None: ...
-
-    def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None: ...
 
 
 class Executor(Protocol):

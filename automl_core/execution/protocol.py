@@ -26,13 +26,19 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from automl_core.rundir import RunDir, TrialDir
 from automl_core.training.trial import FAILED, TrialResult, TrialSpec
 
-if TYPE_CHECKING:
-    from automl_core.execution.executors import SearchListener
+
+class SearchListener(Protocol):
+    """What the engine wants to hear about running trials (see ``TrialListener``)."""
+
+    def trial_built(self, spec: TrialSpec, hp_config: dict) -> None: ...
+
+    def trial_epoch(self, spec: TrialSpec, epoch: int, logs: dict[str, float]) -> None: ...
+
 
 WORKER_MODULE = "automl_core.execution.worker"
 WAIT_FOR_TRIAL = "-"

@@ -92,6 +92,8 @@ class TrialResult:
     val_accuracy_tta: float | None = None
     """Validation accuracy with flip test-time augmentation."""
     params: int | None = None
+    train_images: int = 0
+    """Images each epoch trained on (a refit's include the validation images)."""
     train_seconds: float = 0.0
     epochs_run: int = 0
     """Epochs trained in all, counting the ``initial_epoch`` a promoted trial started from."""
@@ -104,8 +106,6 @@ class TrialResult:
     model_path: str | None = None
     device: str = "cpu"
     stage: str = ""
-    train_images: int = 0
-    """Images trained on per epoch."""
     batch_size: int = 0
     step_seconds: float | None = None
     """Steady seconds per training step: the first step of each fit (tracing, compiling)
