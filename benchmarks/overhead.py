@@ -97,8 +97,7 @@ def plain_fit(run_dir: Path, trial_id: str, epochs: int, batch_size: int, seed: 
     import keras
     import tensorflow as tf
 
-    from automl_core.execution.worker import training_policy
-    from automl_core.training.precision import recorded_bfloat16_faster
+    from automl_core.training.precision import recorded_bfloat16_faster, training_policy
 
     gpus = tf.config.list_physical_devices("GPU")
     policy = training_policy(  # baseline_cnn declares it; the search measured bfloat16

@@ -21,7 +21,6 @@ SECONDS = 8.0
 def main(names: list[str]) -> None:
     from automl_core.data.cache import cache_root
     from automl_core.execution.devices import plan_slots
-    from automl_core.execution.worker import _configure_tensorflow
     from automl_core.plugin.manager import load_plugins
     from automl_core.training.precision import (
         PROBE_BATCH,
@@ -32,8 +31,9 @@ def main(names: list[str]) -> None:
         tensorflow_version,
         throughputs,
     )
+    from automl_core.training.runtime import configure_tensorflow
 
-    _configure_tensorflow()
+    configure_tensorflow()
     print(f"CPU: {cpu_info()[0]}; AMX: {'yes' if cpu_has_bfloat16_matrix_units() else 'no'}")
     print(f"TensorFlow {tensorflow_version()}; {SECONDS:.0f} s timed per row, steps alternating")
     print(f"{'model':<14} {'batch':>5} {'float32 img/s':>14} {'bfloat16 img/s':>15} {'ratio':>6}")

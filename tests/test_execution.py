@@ -224,8 +224,8 @@ def test_gpu_slots_follow_devices_and_cuda_visible_devices(monkeypatch):
 def test_trial_processes_import_tensorflow_without_unused_libraries_plugins_still_can():
     code = (
         "import sys\n"
-        "from automl_core.execution.worker import UNUSED_IN_TRIALS, _configure_tensorflow\n"
-        "_configure_tensorflow()\n"
+        "from automl_core.training.runtime import UNUSED_IN_TRIALS, configure_tensorflow\n"
+        "configure_tensorflow()\n"
         "print(sorted(name for name in UNUSED_IN_TRIALS if name in sys.modules))\n"
         "import sklearn.base, matplotlib.pyplot\n"
         "print('imported')\n"

@@ -6,13 +6,13 @@ import json
 
 from conftest import run_automl
 
-from automl_core.execution.worker import training_policy
 from automl_core.training.precision import (
     CACHE_FILE,
     CLEARLY_FASTER,
     RUN_FILE,
     machine_key,
     resolve_precision,
+    training_policy,
 )
 
 

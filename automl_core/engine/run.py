@@ -14,7 +14,7 @@ from automl_core.rundir import RunDir, write_json
 from automl_core.training.trial import COMPLETED, OBJECTIVES, TrialResult
 
 PRECISIONS = ("auto", "float32", "mixed")
-"""``--precision``: see ``automl_core.execution.worker.training_policy``."""
+"""``--precision``: see ``automl_core.training.precision.training_policy``."""
 
 
 @dataclass

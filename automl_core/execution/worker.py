@@ -29,12 +29,7 @@ from automl_core.execution.protocol import (
     encode,
 )
 from automl_core.rundir import RunDir, read_json
-
-UNUSED_IN_TRIALS = ("sklearn", "matplotlib", "IPython")
-"""Optional libraries that Keras and keras-tuner import eagerly when installed (for
-scikit-learn wrappers, the Bayesian oracle, image galleries, a notebook file editor), none
-of which a trial uses: kept out while those import, they take 1.5 to 2 s off every
-trial's start."""
+from automl_core.training.runtime import configure_tensorflow
 
 
 def main(argv: list[str]) -> int:
@@ -44,7 +39,7 @@ def main(argv: list[str]) -> int:
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the event stream
 
-    _configure_tensorflow()
+    configure_tensorflow(int(os.environ.get(THREADS_ENV) or 0))
     from automl_core.data.dataset import load_split
     from automl_core.plugin.manager import load_plugins
     from automl_core.training.trial import TrialSpec, run_trial
@@ -98,33 +93,13 @@ def end_with_parent(sig: int) -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, sig)
 
 
-def _configure_tensorflow() -> None:
-    """Import TensorFlow and keras-tuner without what no trial uses; threads for this CPU
-    slot, memory growth on GPUs."""
-    blocked = [name for name in UNUSED_IN_TRIALS if name not in sys.modules]
-    sys.modules.update(dict.fromkeys(blocked))  # None in sys.modules: ImportError
-    try:
-        import keras_tuner  # noqa: F401  (trials read their hyperparameters with it)
-        import tensorflow as tf
-    finally:  # a plugin that imports one of them still gets it
-        for name in blocked:
-            del sys.modules[name]
-
-    threads = os.environ.get(THREADS_ENV)
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, int(threads)))
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
-
-
 def _set_precision(architecture, run_dir: Path) -> None:
     """Mixed precision for this trial, where ``--precision``, the search's measurement
     (``precision.json``) and the architecture allow."""
     import keras
     import tensorflow as tf
 
-    from automl_core.training.precision import recorded_bfloat16_faster
+    from automl_core.training.precision import recorded_bfloat16_faster, training_policy
 
     policy = training_policy(
         os.environ.get(PRECISION_ENV, "auto"),
@@ -133,24 +108,6 @@ def _set_precision(architecture, run_dir: Path) -> None:
         bfloat16_faster=recorded_bfloat16_faster(run_dir),
     )
     keras.mixed_precision.set_global_policy(policy or "float32")
-
-
-def training_policy(
-    precision: str, *, on_gpu: bool, declared: bool, bfloat16_faster: bool
-) -> str | None:
-    """The Keras dtype policy a trial trains under (``None``: float32).
-
-    ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on a CPU
-    where the search's probe measured it clearly faster (``bfloat16_faster``, see
-    ``automl_core.training.precision``), for architectures ``declared`` safe in mixed
-    precision (``mixed_precision=True``); float32 elsewhere, GPUs included. Models are
-    saved in float32 whatever they trained in.
-    """
-    if precision == "mixed":
-        return "mixed_float16" if on_gpu else "mixed_bfloat16"
-    if precision == "auto" and declared and not on_gpu and bfloat16_faster:
-        return "mixed_bfloat16"
-    return None
 
 
 if __name__ == "__main__":

@@ -80,8 +80,6 @@ class PrecisionChoice:
     def policy(self, *, on_gpu: bool, declared: bool) -> str:
         """The Keras dtype policy of a trial on that device, for an architecture
         ``declared`` mixed-precision safe or not."""
-        from automl_core.execution.worker import training_policy
-
         return (
             training_policy(
                 self.requested,
@@ -213,14 +211,10 @@ def tensorflow_version() -> str:
 
 def probe(threads: int | None) -> Measurement:
     """Time the probe net in a fresh process with ``threads`` TensorFlow threads, CPU only."""
-    from automl_core.execution.worker import THREADS_ENV
-
     env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}
-    if threads:
-        env[THREADS_ENV] = str(threads)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", __name__],
+            [sys.executable, "-m", __name__, str(threads or 0)],
             capture_output=True,
             text=True,
             env=env,
@@ -303,14 +297,32 @@ def throughputs(
 
 def main() -> int:
     """The probe's process: print the throughputs and TensorFlow's version as one JSON line."""
-    from automl_core.execution.worker import _configure_tensorflow
+    from automl_core.training.runtime import configure_tensorflow
 
-    _configure_tensorflow()
+    configure_tensorflow(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     import tensorflow as tf
 
     figures = throughputs(probe_net)
     print(json.dumps(figures | {"tensorflow": tf.__version__}))
     return 0
+
+
+def training_policy(
+    precision: str, *, on_gpu: bool, declared: bool, bfloat16_faster: bool
+) -> str | None:
+    """The Keras dtype policy a trial trains under (``None``: float32).
+
+    ``mixed``: float16 compute on GPUs, bfloat16 on CPUs. ``auto``: bfloat16 on a CPU
+    where the search's probe measured it clearly faster (``bfloat16_faster``, see
+    ``automl_core.training.precision``), for architectures ``declared`` safe in mixed
+    precision (``mixed_precision=True``); float32 elsewhere, GPUs included. Models are
+    saved in float32 whatever they trained in.
+    """
+    if precision == "mixed":
+        return "mixed_float16" if on_gpu else "mixed_bfloat16"
+    if precision == "auto" and declared and not on_gpu and bfloat16_faster:
+        return "mixed_bfloat16"
+    return None
 
 
 if __name__ == "__main__":
