@@ -1,4 +1,4 @@
-"""Time budgets: ``--time-budget 30m`` parsed, and how long a trial will take, estimated.
+"""Time budgets: how long a trial will take, estimated.
 
 Estimates come from the trials this search already ran: a trial costs a fixed start-up
 (process, data, build, evaluation, saving) plus its epochs at the pace its architecture
@@ -7,27 +7,9 @@ showed. A running trial plans its own epochs from its measured pace (``trial.py`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from automl_core.errors import UsageError
 from automl_core.training.trial import COMPLETED, TrialResult
-
-UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str | float | int) -> float:
-    """``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or a number of seconds -> seconds."""
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smh]?)", text.strip().lower())
-        if not parts or re.sub(r"[\d.\s]+[smh]?", "", text.strip().lower()):
-            raise UsageError(f"time budget {text!r} is not a duration like 90s, 30m or 2h")
-        seconds = sum(float(n) * UNITS[unit or "s"] for n, unit in parts)
-    if seconds <= 0:
-        raise UsageError(f"time budget must be positive, got {text!r}")
-    return seconds
 
 
 class Pace:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
-from automl_core.engine.run import SearchConfig, SearchRun, rank, save_state
+from automl_core.engine.run import SearchRun, rank, save_state
+from automl_core.engine.settings import SearchConfig
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
 from automl_core.results.export import publish_search
@@ -21,7 +22,7 @@ from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.training.space import initial_space
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
-__all__ = ["SearchConfig", "SearchRun", "rank", "resume", "search"]
+__all__ = ["SearchRun", "rank", "resume", "search"]
 
 
 def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
