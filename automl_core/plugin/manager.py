@@ -68,7 +68,8 @@ class Plugins:
     sources: list[str] = field(default_factory=list)
     """The ``-p`` files or modules given, so child processes can load the same set."""
     in_memory: list[str] = field(default_factory=list)
-    """Plugin objects no other process can import (made in ``__main__`` or a notebook)."""
+    """Plugin objects no other process can import (made in ``__main__``, a notebook or a
+    function, or instances), by name."""
 
     @property
     def hook(self) -> pluggy.HookRelay:
