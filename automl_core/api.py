@@ -6,13 +6,12 @@ trials, the run directory and the winner, and prints nothing unless asked.
 
 from __future__ import annotations
 
-import dataclasses
-import re
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from automl_core.errors import UsageError
 from automl_core.rundir import RunDir
@@ -20,8 +19,6 @@ from automl_core.rundir import RunDir
 if TYPE_CHECKING:
     from automl_core.results.predict import Predictor
     from automl_core.training.trial import TrialResult
-
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass
@@ -59,53 +56,39 @@ class SearchResult:
 def search(
     data: str | Path,
     *,
-    time_budget: float | str | None = None,
-    architectures: str | Iterable[str] = "*",
-    augmenters: str | Iterable[str] = "*",
-    max_trials: int = 10,
-    epochs: int = 20,
-    out: str | Path | None = None,
-    plugins: Iterable[str | Path] = (),
+    plugins: Iterable[object] = (),
     verbose: bool = False,
-    **settings,
+    **settings: Any,
 ) -> SearchResult:
     """Search ``data`` (an image folder, or another source the ``dataset`` loader reads).
 
-    ``time_budget`` is seconds or a string like ``"90s"``, ``"30m"``, ``"1h30m"``;
-    ``architectures``/``augmenters`` are names or shell patterns (a list, or one
-    comma-separated string); ``plugins`` are ``.py`` files or module names, as ``-p``;
-    ``verbose`` shows the live terminal view. Any other ``automl search`` setting
-    (``tuner``, ``seed``, ``executor``, ``workers``, ``image_size``, ``export`` ...)
-    is a keyword argument named like the ``SearchConfig`` field.
+    ``settings`` are those of ``automl search``, named like its options without the
+    dashes (``time_budget="30m"``, ``max_trials=5``, ``architectures="resnet,vit*"``),
+    with the same defaults and checks; docs/api.md lists them. ``plugins`` are ``.py``
+    files or module names, as ``-p``, or plugin objects: modules, classes or instances
+    with ``@hookimpl`` functions. A plugin that trial processes cannot import (defined in
+    ``__main__`` or a notebook) makes the search train in this process
+    (``executor="inline"``). ``verbose`` shows the live terminal view.
     """
-    from automl_core.engine.search import SearchConfig
     from automl_core.engine.search import search as run_search
+    from automl_core.engine.settings import SearchConfig
     from automl_core.plugin.manager import load_plugins
 
-    fields = {f.name for f in dataclasses.fields(SearchConfig)} - {"source", "plugins"}
-    unknown = sorted(set(settings) - fields)
-    if unknown:
-        raise TypeError(
-            f"unknown search setting(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(sorted(fields))}"
-        )
-    sources = [str(p) for p in plugins]
-    config = SearchConfig(
-        source=str(data),
-        time_budget=parse_duration(time_budget),
-        architectures=_names(architectures),
-        augmenters=_names(augmenters),
-        max_trials=max_trials,
-        epochs=epochs,
-        out=None if out is None else str(out),
-        plugins=sources,
-        **settings,
-    )
-    loaded = load_plugins(sources)
+    _check_names(settings)
+    loaded = load_plugins(plugins)
+    if loaded.in_memory:
+        executor = settings.setdefault("executor", "inline")
+        if executor != "inline":
+            raise UsageError(
+                f"plugin {loaded.in_memory[0]!r} exists only in this process, so the "
+                f"{executor!r} executor's trial processes cannot load it: use "
+                'executor="inline", or put the plugin in a module or .py file'
+            )
     if verbose:
         from automl_core.reporting.live import RichReporter
 
         loaded.manager.register(RichReporter(), name="rich-report")
+    config = SearchConfig(str(data), plugins=list(loaded.sources), **settings)
     run = run_search(config, loaded)
     return SearchResult(run.run_dir.path, run.leaderboard, run.results, run.interrupted)
 
@@ -117,24 +100,13 @@ def load(path: str | Path) -> Predictor:
     return load_predictor(path)
 
 
-def parse_duration(value: float | str | None) -> float | None:
-    """Seconds from ``3600``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``; ``None`` stays."""
-    if value is None or isinstance(value, int | float):
-        seconds = value
-    else:
-        text = str(value).strip().lower().replace(" ", "")
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise UsageError(f"time budget must look like 90s, 30m, 2h or 1h30m, got {value!r}")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds is not None and seconds <= 0:
-        raise UsageError(f"time budget must be positive, got {value!r}")
-    return None if seconds is None else float(seconds)
+def _check_names(settings: dict[str, Any]) -> None:
+    """An unknown keyword is a ``UsageError`` naming the closest setting."""
+    from automl_core.engine.settings import SETTINGS
 
-
-def _names(value: str | Iterable[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [item.strip() for item in items if item.strip()]
-    if not names:
-        raise UsageError("give at least one name or pattern")
-    return names
+    valid = [*SETTINGS, "plugins", "verbose"]
+    for name in settings:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else "see docs/api.md"
+            raise UsageError(f"unknown search setting {name!r}; {hint}")

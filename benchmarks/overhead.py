@@ -70,7 +70,8 @@ def cifar_subset(cifar: Path, per_class: int, dest: Path) -> Path:
 
 def engine_search(images: Path, out: Path, trials: int, epochs: int, **settings) -> TrialClock:
     """A real search of ``baseline_cnn`` without augmentation; its trials' clock."""
-    from automl_core.engine.search import SearchConfig, search
+    from automl_core.engine.search import search
+    from automl_core.engine.settings import SearchConfig
     from automl_core.plugin.manager import load_plugins
 
     plugins = load_plugins()

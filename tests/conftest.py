@@ -76,7 +76,8 @@ def train_tiny_run(root: Path, **config) -> Path:
 
     For module-scoped fixtures: the cache lives under ``root``, not the per-test one.
     """
-    from automl_core.engine.search import SearchConfig, search
+    from automl_core.engine.search import search
+    from automl_core.engine.settings import SearchConfig
 
     images = make_image_folder(root / "images")
     with pytest.MonkeyPatch.context() as patch:

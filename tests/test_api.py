@@ -11,8 +11,7 @@ import pytest
 from conftest import make_image_folder
 
 import automl_core
-from automl_core.api import parse_duration
-from automl_core.errors import UsageError
+from automl_core.engine.settings import SETTINGS
 
 
 @pytest.fixture(scope="module")
@@ -68,27 +67,11 @@ def test_load_in_a_fresh_process_gives_the_winners_predictions(result, tmp_path)
     np.testing.assert_allclose(probabilities, result.winner.predict(pixels), rtol=1e-5)
 
 
-def test_time_budget_reaches_the_config(result):
-    assert '"time_budget": 300.0' in (result.run_dir / "config.json").read_text()
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [(None, None), (90, 90.0), ("90s", 90.0), ("30m", 1800.0), ("1h30m", 5400.0), ("2", 2.0)],
-)
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["soon", "10x", "-5m", "0", ""])
-def test_bad_time_budget_is_a_usage_error(text):
-    with pytest.raises(UsageError, match="time budget"):
-        parse_duration(text)
-
-
-def test_unknown_setting_names_the_valid_ones(tmp_path):
-    with pytest.raises(TypeError, match=r"unknown search setting.*epoch_count.*max_failures"):
-        automl_core.search(tmp_path, epoch_count=3)
+def test_settings_reach_the_config_with_the_declared_defaults(result):
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["time_budget"] == 300.0 and config["architectures"] == ["baseline_cnn"]
+    for name in ("patience", "max_failures", "seed", "objective", "precision", "export"):
+        assert config[name] == SETTINGS[name].default
 
 
 def test_import_is_light_until_the_api_is_used():

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import REPO, run_automl
 
-from automl_core.engine.search import SearchConfig, search
+from automl_core.engine.search import search
+from automl_core.engine.settings import SearchConfig
 
 FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 TINY_CNN = str(REPO / "examples" / "plugins" / "tiny_cnn.py")

@@ -10,7 +10,8 @@ from conftest import run_automl
 
 from automl_core import hookimpl
 from automl_core.data.dataset import ImageData
-from automl_core.engine.search import SearchConfig, search
+from automl_core.engine.search import search
+from automl_core.engine.settings import SearchConfig
 from automl_core.errors import UsageError
 from automl_core.execution.executors import InlineExecutor
 from automl_core.plugin.manager import load_plugins

@@ -52,7 +52,8 @@ def test_cli_search_runs_two_trials_on_a_ray_cluster(ray_cluster, tmp_path):
 
 
 def test_a_trial_process_that_dies_is_a_failed_trial(ray_cluster, tmp_path):
-    from automl_core.engine.search import SearchConfig, search
+    from automl_core.engine.search import search
+    from automl_core.engine.settings import SearchConfig
 
     images = make_image_folder(tmp_path / "images")
     config = SearchConfig(

@@ -14,7 +14,8 @@ from conftest import make_image_folder, run_automl
 from PIL import Image
 from rich.console import Console
 
-from automl_core.engine.search import SearchConfig, search
+from automl_core.engine.search import search
+from automl_core.engine.settings import SearchConfig
 from automl_core.plugin.manager import load_plugins
 from automl_core.reporting.live import RichReporter
 from automl_core.reporting.plots import pareto_front

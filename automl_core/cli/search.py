@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from copy import copy
 from pathlib import Path
+from typing import Any
 
 from automl_core import hookimpl
+from automl_core.engine import settings
+from automl_core.engine.settings import SETTINGS, SearchConfig, Setting, format_duration
 from automl_core.errors import UsageError
+
+DEMO = {"time_budget": 100.0, "architectures": ["baseline_cnn", "resnet"]}
+"""The demo: the two candidates that train well from scratch on 800 tiny photos."""
 
 
 @hookimpl
 def register_commands(subcommands):
-    from automl_core.engine.run import PRECISIONS
-
     search = subcommands.add_parser(
         "search",
         help="search for the best model for an image folder",
@@ -22,155 +28,21 @@ def register_commands(subcommands):
     search.add_argument(
         "source", nargs="?", metavar="DIR", help="image folder, one subfolder per class"
     )
-    search.add_argument("--demo", action="store_true", help="search the bundled CIFAR-10 demo set")
     search.add_argument(
-        "--max-trials",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="most candidates to train (default: as many as the time budget allows)",
-    )
-    search.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=20,
-        metavar="N",
-        help="most epochs per trial; early stopping may end sooner (default 20)",
-    )
-    search.add_argument(
-        "--architectures",
-        type=patterns,
-        default=["*"],
-        metavar="PATTERN,...",
-        help="architectures to try, shell patterns (default: all)",
-    )
-    search.add_argument(
-        "--augmenters",
-        type=patterns,
-        default=["*"],
-        metavar="PATTERN,...",
-        help="augmenters to try, shell patterns (default: all)",
-    )
-    search.add_argument(
-        "--tuner", default="random", metavar="NAME", help="search strategy (default random)"
-    )
-    search.add_argument(
-        "--dataset",
-        default="image_folder",
-        metavar="NAME",
-        help="dataset loader (default image_folder)",
-    )
-    search.add_argument(
-        "--out",
-        default=None,
-        metavar="RUN_DIR",
-        help="run directory (default runs/<timestamp>, linked as runs/latest)",
-    )
-    search.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    search.add_argument(
-        "--val-split",
-        type=fraction,
-        default=None,
-        metavar="F",
-        help="share of each class held out for validation (default 0.2, at most 5,000 "
-        "images in all)",
-    )
-    search.add_argument(
-        "--test",
-        default=None,
-        metavar="DIR",
-        help="a separate test folder (class subfolders) to score the winner on",
-    )
-    search.add_argument(
-        "--image-size",
-        type=positive_int,
-        default=None,
-        metavar="PX",
-        help="side images are resized to (default: the folder's typical size, at most 128)",
-    )
-    search.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="images per step (default: 32 for small data, up to 256 for large)",
-    )
-    search.add_argument(
-        "--patience",
-        type=non_negative_int,
-        default=5,
-        metavar="N",
-        help="epochs without improvement before a trial stops early (default 5)",
-    )
-    search.add_argument("--objective", choices=["val_accuracy", "val_loss"], default="val_accuracy")
-    search.add_argument(
-        "--max-failures",
-        type=positive_int,
-        default=5,
-        metavar="N",
-        help="stop after this many failed trials in a row (default 5)",
-    )
-    search.add_argument(
-        "--time-budget",
-        type=duration,
-        default=None,
-        metavar="DURATION",
-        help="stop the whole search within this time, e.g. 90s, 30m, 2h; trials are cut at "
-        "the deadline keeping their best epoch (default 30m, 100s with --demo, none when "
-        "--max-trials is given)",
-    )
-    search.add_argument(
-        "--refit",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="retrain the winner on train+validation (default: when the time budget allows)",
+        "--demo",
+        action="store_true",
+        help="search the bundled CIFAR-10 demo set (architectures "
+        f"{','.join(DEMO['architectures'])}, time budget "
+        f"{format_duration(DEMO['time_budget'])}, unless given)",
     )
     search.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue an interrupted search with its saved settings (--max-trials may raise)",
+        help="continue an interrupted search with its saved settings (--max-trials and "
+        "--time-budget may change)",
     )
-    search.add_argument(
-        "--executor",
-        default="local",
-        metavar="NAME",
-        help="where trials run: local (one process per trial, default), inline, ray",
-    )
-    search.add_argument(
-        "--workers",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="trials at once on the CPU, sharing its cores (default 1); on GPUs, per GPU",
-    )
-    search.add_argument(
-        "--devices",
-        default=None,
-        metavar="IDS",
-        help="GPUs to use, e.g. 0,2 (default: all visible; honours CUDA_VISIBLE_DEVICES)",
-    )
-    search.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="mixed: float16 compute on GPUs, bfloat16 on CPUs; auto (default): bfloat16 on "
-        "a CPU where a short probe (once per machine, cached) measures it clearly faster, for "
-        "architectures declared mixed-precision safe, else float32. Saved models are float32",
-    )
-    search.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDR",
-        help="Ray cluster to join with --executor ray (default: start a local one)",
-    )
-    search.add_argument(
-        "--export",
-        type=patterns,
-        default=[],
-        metavar="FORMAT,...",
-        help="also export the winner to these formats and verify them (e.g. onnx,tflite)",
-    )
-    add_quantize_option(search)
+    for setting in SETTINGS.values():
+        add_setting_option(search, setting)
     search.add_argument(
         "-q", "--quiet", action="store_true", help="no live view or leaderboard on the terminal"
     )
@@ -180,15 +52,22 @@ def register_commands(subcommands):
     plugins.set_defaults(handler=list_plugins)
 
 
-DEFAULT_TIME_BUDGET = 30 * 60.0
-"""Seconds a search may take when neither --max-trials nor --time-budget is given."""
-DEMO = {"time_budget": 100.0, "architectures": ["baseline_cnn", "resnet"]}
-"""The demo: the two candidates that train well from scratch on 800 tiny photos."""
+def add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """The option for a search setting, as declared in ``automl_core.engine.settings``."""
+    if setting.convert is settings.boolean:
+        spelling = {"action": argparse.BooleanOptionalAction}
+    elif setting.choices is not None:
+        spelling = {"choices": setting.choices}
+    else:
+        spelling = {"type": argument_type(setting.convert), "metavar": setting.metavar}
+    parser.add_argument(
+        setting.flag, default=copy(setting.default), help=setting.help_text, **spelling
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:
     from automl_core.data.scan import scan
-    from automl_core.engine.search import SearchConfig, resume, search
+    from automl_core.engine.search import resume, search
     from automl_core.reporting.live import RichReporter
     from automl_core.results.export import exporters_for
 
@@ -205,40 +84,14 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("give an image folder to search, or --demo (not both)")
     if args.test:
         scan(args.test)  # a missing or empty test folder fails now, not after the search
-    time_budget = args.time_budget
-    if time_budget is None and args.max_trials is None:
-        time_budget = DEMO["time_budget"] if args.demo else DEFAULT_TIME_BUDGET
-    architectures = args.architectures
-    if args.demo and architectures == ["*"]:
-        architectures = DEMO["architectures"]
-    config = SearchConfig(
-        source=str(demo_dir()) if args.demo else args.source,
-        dataset=args.dataset,
-        architectures=architectures,
-        augmenters=args.augmenters,
-        tuner=args.tuner,
-        executor=args.executor,
-        max_trials=args.max_trials,
-        time_budget=time_budget,
-        refit=args.refit,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        patience=args.patience,
-        val_split=args.val_split,
-        test=args.test,
-        image_size=args.image_size,
-        seed=args.seed,
-        objective=args.objective,
-        max_failures=args.max_failures,
-        workers=args.workers,
-        devices=args.devices,
-        precision=args.precision,
-        ray_address=args.ray_address,
-        out=args.out,
-        plugins=args.plugins.sources,
-        export=args.export,
-        quantize=args.quantize,
-    )
+    values = {name: getattr(args, name) for name in SETTINGS}
+    if args.demo:
+        if values["time_budget"] is None and values["max_trials"] is None:
+            values["time_budget"] = DEMO["time_budget"]
+        if values["architectures"] == SETTINGS["architectures"].default:
+            values["architectures"] = DEMO["architectures"]
+    source = str(demo_dir()) if args.demo else args.source
+    config = SearchConfig(source, plugins=args.plugins.sources, **values)
     exporters_for(args.plugins, config.export, config.quantize)  # a typo fails before training
     return _exit_code(search(config, args.plugins))
 
@@ -252,13 +105,7 @@ def _exit_code(run) -> int:
 
 def add_quantize_option(parser: argparse.ArgumentParser) -> None:
     """``--quantize MODE``, shared by ``search --export`` and ``export``."""
-    parser.add_argument(
-        "--quantize",
-        default=None,
-        metavar="MODE",
-        help="quantize the formats that support it; tflite: float16, int8 "
-        "(calibrated on training images) or dynamic (dynamic-range)",
-    )
+    add_setting_option(parser, SETTINGS["quantize"])
 
 
 def list_plugins(args: argparse.Namespace) -> int:
@@ -288,48 +135,18 @@ def demo_dir() -> Path:
     return Path(automl_plugins.__file__).parent / "demo_data"
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def argument_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A setting's check as an argparse ``type``: its error becomes argparse's one line."""
+
+    def parse(text: str) -> Any:
+        try:
+            return convert(text)
+        except UsageError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
-
-
-def duration(text: str) -> float:
-    from automl_core.engine.budget import parse_duration
-
-    try:
-        return parse_duration(text)
-    except UsageError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
-    return value
-
-
-def patterns(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("needs at least one name or pattern")
-    return items
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+positive_int = argument_type(settings.positive_int)
+patterns = argument_type(settings.patterns)
+"""Argparse types for other commands' options (``automl export``)."""

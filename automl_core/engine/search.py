@@ -14,7 +14,8 @@ from automl_core.data.cache import cache_root
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
 from automl_core.engine.oracle import Oracle
-from automl_core.engine.run import SearchConfig, SearchRun, rank, save_state
+from automl_core.engine.run import SearchRun, rank, save_state
+from automl_core.engine.settings import SearchConfig
 from automl_core.errors import UsageError
 from automl_core.execution.devices import plan_slots
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
@@ -25,7 +26,7 @@ from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.training.precision import PrecisionChoice, resolve_precision
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
-__all__ = ["SearchConfig", "SearchRun", "rank", "resume", "search"]
+__all__ = ["SearchRun", "rank", "resume", "search"]
 
 
 def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:

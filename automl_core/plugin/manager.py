@@ -1,4 +1,5 @@
-"""The plugin manager: built-ins first, then entry points, then ``-p`` files or modules.
+"""The plugin manager: built-ins first, then entry points, then ``-p`` files or modules,
+or plugin objects handed over in Python.
 
 A plugin that fails to import is recorded (name + one-line reason) and skipped, so one
 broken third-party plugin never takes the CLI down.
@@ -7,8 +8,10 @@ broken third-party plugin never takes the CLI down.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -64,6 +67,9 @@ class Plugins:
     failures: list[LoadFailure] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     """The ``-p`` files or modules given, so child processes can load the same set."""
+    in_memory: list[str] = field(default_factory=list)
+    """Plugin objects no other process can import (made in ``__main__``, a notebook or a
+    function, or instances), by name."""
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -80,14 +86,33 @@ class Plugins:
     def names(self) -> list[str]:
         return [name for name, _ in self.manager.list_name_plugin()]
 
-    def load(self, sources: Iterable[str]) -> None:
-        """Load ``-p`` style plugins (``.py`` files or module names) not loaded yet."""
-        for source in map(normalize_source, sources):
-            if source in self.sources:
-                continue
-            self.sources.append(source)
-            _register(self, source, lambda source=source: _import_source(source))
+    def load(self, plugins: Iterable[object]) -> None:
+        """Load plugins not loaded yet: ``-p`` style ``.py`` files or module names (a
+        ``:name`` suffix picks an object in it), or plugin objects (see ``add``)."""
+        for plugin in plugins:
+            if isinstance(plugin, str | os.PathLike):
+                source = normalize_source(str(plugin))
+                if source not in self.sources:
+                    self.sources.append(source)
+                    _register(self, source, lambda source=source: _import_source(source))
+            else:
+                self.add(plugin)
         self.__dict__.pop("registries", None)  # collect again with the new plugins
+
+    def add(self, plugin: object) -> None:
+        """Register a plugin object: a module, class or instance with ``@hookimpl`` functions.
+
+        Trial processes load it again by its source (``source_of``) when it has one; one
+        that has none is listed in ``in_memory``."""
+        source = source_of(plugin)
+        if self.manager.is_registered(plugin) or source in self.sources:
+            return
+        name = source or _describe(plugin)
+        try:
+            self.manager.register(plugin, name=name)
+        except Exception as error:  # pluggy's checks of the plugin's hook functions
+            raise PluginError(f"plugin {name!r} cannot be registered: {error}") from error
+        (self.sources if source else self.in_memory).append(name)
 
     def _collect(self, kind: str) -> Registry:
         registry = Registry(kind)
@@ -105,10 +130,11 @@ class Plugins:
         return registry
 
 
-def load_plugins(extra: Iterable[str] = ()) -> Plugins:
+def load_plugins(extra: Iterable[object] = ()) -> Plugins:
     """Load the built-in plugins, the ``automl`` entry points, then each of ``extra``.
 
-    ``extra`` items are ``.py`` file paths or importable module names (``-p``).
+    ``extra`` items are ``.py`` file paths or importable module names (``-p``), or plugin
+    objects (``Plugins.add``).
     """
     manager = pluggy.PluginManager("automl")
     manager.add_hookspecs(hookspecs)
@@ -123,8 +149,58 @@ def load_plugins(extra: Iterable[str] = ()) -> Plugins:
 
 def normalize_source(source: str) -> str:
     """A ``-p`` file as an absolute path (so a resume works from any folder); a module as is."""
-    path = Path(source)
-    return str(path.resolve()) if path.is_file() else source
+    base, attribute = _split_attribute(source)
+    path = Path(base)
+    base = str(path.resolve()) if path.is_file() else base
+    return f"{base}:{attribute}" if attribute else base
+
+
+def source_of(plugin: object) -> str | None:
+    """How another process imports ``plugin`` again: its module's name (or ``.py`` file),
+    with ``:QualifiedName`` for a class or function; ``None`` for a plugin that lives only
+    in this process (made in ``__main__``, a notebook or a function, or an instance)."""
+    if isinstance(plugin, ModuleType):
+        return _module_source(plugin)
+    module = sys.modules.get(getattr(plugin, "__module__", None) or "")
+    qualname = getattr(plugin, "__qualname__", None)
+    if module is None or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    if _lookup(module, qualname) is not plugin:
+        return None  # an instance (its class's name), or a name bound to something else
+    base = _module_source(module)
+    return base and f"{base}:{qualname}"
+
+
+def _module_source(module: ModuleType) -> str | None:
+    """A module's name if a fresh process finds it on the path, else its ``.py`` file."""
+    name = module.__name__
+    if name == "__main__":
+        return None
+    top = name.partition(".")[0]
+    finders = (finder for finder in sys.meta_path if hasattr(finder, "find_spec"))
+    if any(finder.find_spec(top, None) is not None for finder in finders):
+        return name  # on the path, or an installed (editable too) package
+    file = getattr(module, "__file__", None)
+    return str(Path(file).resolve()) if file and file.endswith(".py") else None
+
+
+def _lookup(root: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        root = getattr(root, part, None)
+    return root
+
+
+def _split_attribute(source: str) -> tuple[str, str]:
+    """``"pkg.mod:Plugin"`` -> ``("pkg.mod", "Plugin")``; no suffix -> ``(source, "")``."""
+    match = re.fullmatch(r"(.+):([A-Za-z_][\w.]*)", source)
+    return (match[1], match[2]) if match else (source, "")
+
+
+def _describe(plugin: object) -> str:
+    """A readable name for a plugin object: ``module.Class``, ``module.Class()``."""
+    named = plugin if hasattr(plugin, "__qualname__") else type(plugin)
+    suffix = "" if named is plugin else "()"
+    return f"{getattr(named, '__module__', '?')}.{named.__qualname__}{suffix}"
 
 
 def _selected_entry_points() -> list:
@@ -144,8 +220,20 @@ def _register(plugins: Plugins, name: str, load) -> None:
         plugins.failures.append(LoadFailure(name, f"{type(error).__name__}: {error}"))
 
 
-def _import_source(source: str) -> ModuleType:
-    """Import a ``-p`` argument: a path to a ``.py`` file, or a module name."""
+def _import_source(source: str) -> object:
+    """Import a ``-p`` argument: a path to a ``.py`` file or a module name, and the object
+    a ``:name`` suffix names in it."""
+    base, attribute = _split_attribute(source)
+    module = _import_module(base)
+    if not attribute:
+        return module
+    found = _lookup(module, attribute)
+    if found is None:
+        raise AttributeError(f"{base} has no {attribute!r}")
+    return found
+
+
+def _import_module(source: str) -> ModuleType:
     path = Path(source)
     if source.endswith(".py") or path.is_file():
         if not path.is_file():
