@@ -6,10 +6,10 @@ import json
 
 from conftest import run_automl
 
+from automl_core.rundir import RunDir
 from automl_core.training.precision import (
     CACHE_FILE,
     CLEARLY_FASTER,
-    RUN_FILE,
     machine_key,
     resolve_precision,
     training_policy,
@@ -75,7 +75,7 @@ def test_a_search_records_its_precision_and_the_card_tells(image_folder, tmp_pat
         "--workers", "1",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    record = json.loads((run_dir / RUN_FILE).read_text())
+    record = json.loads(RunDir(run_dir).precision.read_text())
     assert record["requested"] == "auto" and record["measurement"]["float32"] > 0
     policy = "mixed_bfloat16" if record["bfloat16_faster"] else "float32"
     assert record["architectures"] == {"baseline_cnn": policy}

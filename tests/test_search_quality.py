@@ -71,7 +71,7 @@ def test_val_loss_objective_ranks_the_lowest_loss_first(searched, run_dir):
     assert [row["trial_id"] for row in read_json(run_dir.leaderboard)] == [
         t.trial_id for t in searched.leaderboard
     ]
-    assert read_json(run_dir.winner / "winner.json")["trial_id"] == searched.best.trial_id
+    assert read_json(run_dir.winner.info)["trial_id"] == searched.best.trial_id
     for trial in searched.trials:  # early stopping kept each trial's lowest-loss epoch
         history = trial.history["val_loss"]
         assert trial.best_epoch == int(np.argmin(history)) + 1
@@ -107,7 +107,7 @@ def test_refit_trains_on_the_training_and_validation_images(searched, run_dir):
     assert refit.status == "completed"
     assert refit.train_images == 36
     assert refit.epochs_run == searched.best.best_epoch
-    assert read_json(run_dir.winner / "winner.json")["refit"]["images"] == refit.train_images
+    assert read_json(run_dir.winner.info)["refit"]["images"] == refit.train_images
 
 
 def test_a_continued_trial_starts_from_its_parents_weights(searched, run_dir, tmp_path):
@@ -173,7 +173,7 @@ def test_a_winner_that_keeps_flip_tta_exports_to_every_format(searched, tmp_path
     assert {"keras", "saved_model", "onnx", "tflite"} <= set(formats)
     records = export_formats(winner, formats, plugins=plugins)
     for name in formats:
-        predictor = load_predictor(winner.dir / records[name]["path"])
+        predictor = load_predictor(winner.dir.path / records[name]["path"])
         probabilities = predictor.predict(pixels)
         assert list(probabilities.argmax(axis=1)) == list(expected.argmax(axis=1)), name
         np.testing.assert_allclose(probabilities, expected, atol=1e-5, err_msg=name)

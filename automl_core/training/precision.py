@@ -38,7 +38,7 @@ CLEARLY_FASTER = 1.15
 """bfloat16 is chosen when it trains at least this many times as fast as float32: a
 closer call is within the probe's noise and not worth bfloat16's coarser numbers."""
 POLICIES = ("float32", "mixed_bfloat16")
-CACHE_FILE = "precision.json"
+CACHE_FILE = "precision-probe.json"
 """In the cache folder: one measurement per machine key."""
 
 
