@@ -100,14 +100,16 @@ class InlineExecutor:
             return []
         spec = self.queued.pop(0)
         plugins = self.search_run.plugins
+        architecture = plugins["architectures"].get(spec.architecture)
         return [
             run_trial(
                 spec,
                 self.search_run.data,
-                plugins["architectures"].get(spec.architecture).obj,
+                architecture.obj,
                 plugins["augmenters"].get(spec.augmenter).obj,
                 BoundListener(spec, listener),
                 stop_requested=lambda: self.stop_requested,
+                prepare=architecture.info.get("prepare"),
             )
         ]
 

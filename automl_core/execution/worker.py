@@ -83,6 +83,7 @@ def main(argv: list[str]) -> int:
         plugins["augmenters"].get(spec.augmenter).obj,
         Events(),
         stop_requested=(trial_dir / STOP_FILE).exists,
+        prepare=architecture.info.get("prepare"),
     )
     return 0
 
