@@ -8,6 +8,7 @@ epochs). Targets: 85% at 10 minutes, 90% at 30 minutes on a 2-core machine.
 
     python benchmarks/cifar10_search.py                       # 10m and 30m
     python benchmarks/cifar10_search.py --budgets 10m --keep  # one budget, keep files
+    python benchmarks/cifar10_search.py --budgets 10m --reference --precision float32
 """
 
 from __future__ import annotations
@@ -18,59 +19,52 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
+import cifar10_data
 import numpy as np
 
+from automl_core.engine.budget import parse_duration
 from automl_core.execution.worker import end_with_parent
 
-ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-train.tar.gz"
-HOLDOUT_PER_CLASS = 1000
 CLASSIC_CNN_ACCURACY = 0.695
+REFERENCE = Path(__file__).with_name("reference_recipe.py")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--archive", type=Path, default=cifar10_data.ARCHIVE)
     parser.add_argument("--budgets", default="10m,30m", help="comma-separated time budgets")
     parser.add_argument("--work", type=Path, default=None, help="folder for data and runs")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--precision", choices=("float32", "auto"), default="auto", help="for both sides"
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run reference_recipe.py with each budget's wall time",
+    )
     parser.add_argument("extra", nargs="*", help="more `automl search` flags, after --")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="automl-cifar10-"))
     try:
-        search_dir, holdout_dir = prepare(args.archive, work)
-        rows = [
-            run(budget, search_dir, holdout_dir, work, args.extra)
-            for budget in args.budgets.split(",")
-        ]
+        search_dir, holdout_dir = cifar10_data.prepare(args.archive, work)
+        rows = []
+        for budget in args.budgets.split(","):
+            row = run(
+                budget, search_dir, holdout_dir, work, [*args.extra, "--precision", args.precision]
+            )
+            if args.reference:
+                row["reference"] = reference(parse_duration(budget), args.precision, work)
+            rows.append(row | {"precision": args.precision})
         print_table(rows)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def prepare(archive: Path, work: Path) -> tuple[Path, Path]:
-    """Unpack once; link a stratified holdout of 1,000 images per class apart."""
-    images = work / "train"
-    if not images.exists():
-        with tarfile.open(archive) as tar:
-            tar.extractall(work, filter="data")
-    search_dir, holdout_dir = work / "search", work / "holdout"
-    if not search_dir.exists():
-        rng = np.random.default_rng(0)
-        for class_dir in sorted(p for p in images.iterdir() if p.is_dir()):
-            files = sorted(class_dir.iterdir())
-            order = rng.permutation(len(files))
-            for rank, index in enumerate(order):
-                target = holdout_dir if rank < HOLDOUT_PER_CLASS else search_dir
-                (target / class_dir.name).mkdir(parents=True, exist_ok=True)
-                (target / class_dir.name / files[index].name).symlink_to(files[index])
-    return search_dir, holdout_dir
 
 
 def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: list[str]) -> dict:
@@ -93,6 +87,7 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
     # the search ends with this script: an interrupted benchmark leaves none running on
     subprocess.run(command, check=True, preexec_fn=partial(end_with_parent, signal.SIGTERM))
     wall = time.time() - started
+    seconds = parse_duration(budget)
     trials = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*/metrics.json")]
     searched = [t for t in trials if t["trial_id"] != "refit"]
     passed = [
@@ -105,6 +100,7 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
         "budget": budget,
         "holdout_accuracy": holdout_accuracy(run_dir, holdout_dir),
         "wall_seconds": wall,
+        "overshoot": wall / seconds - 1,
         "trials": len(searched),
         "failed": sum(t["status"] == "failed" for t in searched),
         "passed_69.5_at": min(passed, default=None),
@@ -118,30 +114,42 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
 def holdout_accuracy(run_dir: Path, holdout_dir: Path) -> float:
     """The exported winner (winner/model.keras) on the held-out images."""
     from automl_core.results.predict import load_predictor
-    from automl_plugins.image_folder import load_image_folder
 
     predictor = load_predictor(run_dir / "winner" / "model.keras")
-    size = json.loads((run_dir / "winner" / "winner.json").read_text())["input_shape"][0]
-    data = load_image_folder(str(holdout_dir), image_size=size)
-    probabilities = predictor.predict(np.asarray(data.images))
+    images, truth, names = cifar10_data.load(holdout_dir)
     labels = json.loads((run_dir / "winner" / "labels.json").read_text())
-    truth = np.asarray([labels.index(data.class_names[i]) for i in data.labels])
-    return float(np.mean(np.argmax(probabilities, axis=1) == truth))
+    probabilities = predictor.predict(images)
+    predicted = np.asarray([names.index(labels[i]) for i in np.argmax(probabilities, axis=1)])
+    return float(np.mean(predicted == truth))
+
+
+def reference(seconds: float, precision: str, work: Path) -> dict:
+    """reference_recipe.py planned for ``seconds`` of wall time, in its own process."""
+    out = work / f"reference-{seconds:.0f}s.json"
+    command = [sys.executable, str(REFERENCE), "--seconds", str(seconds), "--precision"]
+    command += [precision, "--work", str(work), "--json", str(out)]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, preexec_fn=partial(end_with_parent, signal.SIGTERM))
+    return json.loads(out.read_text())
 
 
 def print_table(rows: list[dict]) -> None:
     print()
     print(
-        "| budget | held-out acc | wall | trials (failed) | passed 69.5% at | winner | "
-        "val acc | refit | flip TTA |"
+        "| budget | precision | search held-out acc | reference held-out acc (epochs) | "
+        "search wall (overshoot) | trials (failed) | passed 69.5% at | winner | val acc | "
+        "refit | flip TTA |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         passed = "never" if r["passed_69.5_at"] is None else f"{r['passed_69.5_at']:.0f} s"
+        ref = r.get("reference")
+        ref_text = f"{ref['holdout_accuracy']:.4f} ({ref['epochs']})" if ref else "-"
         print(
-            f"| {r['budget']} | {r['holdout_accuracy']:.4f} | {r['wall_seconds']:.0f} s | "
-            f"{r['trials']} ({r['failed']}) | {passed} | {r['winner']} | "
-            f"{r['val_accuracy']:.4f} | {r['refit']} | {r['tta']} |"
+            f"| {r['budget']} | {r['precision']} | {r['holdout_accuracy']:.4f} | {ref_text} | "
+            f"{r['wall_seconds']:.0f} s ({r['overshoot']:+.1%}) | {r['trials']} "
+            f"({r['failed']}) | {passed} | {r['winner']} | {r['val_accuracy']:.4f} | "
+            f"{r['refit']} | {r['tta']} |"
         )
 
 

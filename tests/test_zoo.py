@@ -11,13 +11,14 @@ from automl_core.plugin.manager import load_plugins
 from automl_core.training import recipe
 from automl_core.training.space import architecture_scope, augmenter_scope, initial_space
 from automl_core.training.trial import TrialSpec, run_trial, shipped, train_val_pipelines
-from automl_plugins import backbones
+from automl_plugins import airbench, backbones
 
 PLUGINS = load_plugins()
 SHAPES = [(16, 16, 1), (32, 32, 3), (96, 96, 3)]
 TINY = {
     "baseline_cnn": {"filters": 16, "dense_units": 32},
     "resnet": {"width": 16, "depth": 0},
+    "airbench": {"width": 32},
     "vit": {"width": 64, "depth": 2, "heads": 2, "tokens_per_side": 4},
 } | {name: {"image_size": 32} for name in backbones.BACKBONES}
 """Small hyperparameters, declared before the factory runs, so each build stays quick."""
@@ -124,9 +125,88 @@ def test_flip_translate_mirrors_and_shifts_pixels_without_inventing_any():
 def test_architecture_defaults_override_the_recipe():
     _, plan = build("resnet", (32, 32, 3), fixed={"width": 16})
     assert (plan.label_smoothing, plan.schedule, plan.batch_size) == (0.2, "onecycle", 8)
+    _, plan = build("airbench", (32, 32, 3))
+    assert (plan.optimizer, plan.label_smoothing, plan.schedule) == ("sgd", 0.2, "onecycle")
     _, plan = build("baseline_cnn", (32, 32, 3))
     assert (plan.optimizer, plan.label_smoothing, plan.schedule) == ("adamw", 0.0, "cosine")
     assert plan.fine_tune_layers == 0
+
+
+def test_recipe_options_make_the_intended_optimizer():
+    _, plan = build("airbench", (16, 16, 3))
+    assert (plan.optimizer, plan.nesterov, plan.ema) == ("sgd", True, 0.9)
+    sgd = recipe.optimizer(plan, 0.1, steps_per_epoch=7)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov
+    assert (sgd.use_ema, sgd.ema_momentum, sgd.ema_overwrite_frequency) == (True, 0.9, 7)
+    _, plan = build("airbench", (16, 16, 3), fixed={"nesterov": False, "ema": 0.0})
+    sgd = recipe.optimizer(plan, 0.1, steps_per_epoch=7)
+    assert not sgd.nesterov and not sgd.use_ema
+    _, plan = build("baseline_cnn", (16, 16, 3))
+    assert (plan.nesterov, plan.ema) == (True, 0.0)
+    adamw = recipe.optimizer(plan, 1e-3, steps_per_epoch=7)
+    assert isinstance(adamw, keras.optimizers.AdamW) and not adamw.use_ema
+
+
+@pytest.mark.parametrize("width", [32, 64])
+def test_airbench_widths(width):
+    model, _ = build("airbench", (16, 16, 3), fixed={"width": width})
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs[1:]] == [width] * 2 + [4 * width] * 4
+    assert convs[0].name == airbench.WHITEN and not convs[0].trainable
+
+
+def test_airbench_prepare_whitens_the_first_layer():
+    rng = np.random.default_rng(0)
+    coarse = np.repeat(np.repeat(rng.integers(0, 256, (64, 4, 4, 3)), 4, axis=1), 4, axis=2)
+    images = ((coarse + rng.integers(0, 256, (64, 16, 16, 3))) // 2).astype(np.uint8)
+    raw = np.corrcoef(airbench.patch_vectors(images / 255.0), rowvar=False)
+    assert raw[0, 3] > 0.3  # neighbouring pixels of a channel correlate
+    model, _ = build("airbench", (16, 16, 3))
+    airbench.whiten_first_layer(model, images)
+    layer = model.get_layer(airbench.WHITEN)
+    outputs = keras.Model(model.input, layer.output)(images.astype("float32"))
+    half = keras.ops.convert_to_numpy(outputs).reshape(-1, 24)[:, :12]  # the rest: negated
+    np.testing.assert_allclose(half.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(np.cov(half, rowvar=False), np.eye(12), atol=0.05)
+
+
+def test_airbench_trains_in_bfloat16_through_the_engine_and_ships_in_float32(tmp_path):
+    component = PLUGINS["architectures"].get("airbench")
+    hp = initial_space(["airbench"], ["flip_crop_cutout"])
+    with architecture_scope(hp, "airbench"):
+        hp.Fixed("width", 32)
+    spec = TrialSpec(
+        "0",
+        "airbench",
+        "flip_crop_cutout",
+        hp.get_config(),
+        str(tmp_path / "t"),
+        epochs=1,
+        batch_size=4,
+        patience=1,
+        seed=0,
+    )
+    data = tiny_data((16, 16, 3))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        result = run_trial(
+            spec,
+            data,
+            component.obj,
+            PLUGINS["augmenters"].get("flip_crop_cutout").obj,
+            prepare=component.info["prepare"],
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.status == "completed", result.error
+    assert result.epochs_run == 1 and result.hyperparameters["airbench/ema"] == 0.9
+    reloaded = keras.models.load_model(result.model_path)
+    assert {layer.dtype_policy.name for layer in reloaded.layers} == {"float32"}
+    fresh, _ = build("airbench", (16, 16, 3))
+    whiten = reloaded.get_layer(airbench.WHITEN).get_weights()
+    assert not np.allclose(whiten[0], fresh.get_layer(airbench.WHITEN).get_weights()[0])
+    probabilities = reloaded.predict(data.x_val.astype("float32"), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-4)
 
 
 def test_schedule_warms_up_then_decays():

@@ -82,14 +82,16 @@ class InlineExecutor:
             return []
         spec = self.queued.pop(0)
         plugins = self.search_run.plugins
+        architecture = plugins["architectures"].get(spec.architecture)
         return [
             run_trial(
                 spec,
                 self.search_run.data,
-                plugins["architectures"].get(spec.architecture).obj,
+                architecture.obj,
                 plugins["augmenters"].get(spec.augmenter).obj,
                 EventSender(lambda event: tell(listener, spec, event)),
                 stop_requested=lambda: self.stop_requested,
+                prepare=architecture.info.get("prepare"),
             )
         ]
 

@@ -72,6 +72,7 @@ def main(argv: list[str]) -> int:
         plugins["augmenters"].get(spec.augmenter).obj,
         EventSender(lambda event: events.write(encode(event))),
         stop_requested=trial.stop.exists,
+        prepare=architecture.info.get("prepare"),
     )
     return 0
 

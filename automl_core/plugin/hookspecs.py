@@ -83,7 +83,10 @@ def register_architectures(register: Register) -> None:
     under a mixed dtype policy (standard Keras layers do; custom layers must compute in
     ``self.compute_dtype``; give the output layer ``dtype="float32"``): ``--precision
     auto`` then trains it in bfloat16 on CPUs with AMX. The saved model is built again in
-    float32 whatever it trained in.
+    float32 whatever it trained in. ``prepare=fn`` initialises the model from data:
+    ``fn(model, images)`` is called once per trial, after the build and before training
+    (not when the trial starts from saved weights), with up to 5,000 raw uint8 training
+    images, and sets weights in place.
     """
 
 

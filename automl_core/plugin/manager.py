@@ -34,6 +34,7 @@ BUILTIN_PLUGINS = (
     "automl_plugins.image_folder",
     "automl_plugins.baseline_cnn",
     "automl_plugins.resnet",
+    "automl_plugins.airbench",
     "automl_plugins.backbones",
     "automl_plugins.vit",
     "automl_plugins.augment",

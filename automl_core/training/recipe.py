@@ -6,6 +6,11 @@ ranges) by declaring the same names first, exactly like ``learning_rate``. A mod
 frozen backbone (a nested model with ``trainable=False``) also gets the transfer-learning
 values: how many of the backbone's top layers to fine-tune afterwards, at what share of
 the learning rate.
+
+``nesterov`` (SGD's Nesterov momentum, on) and ``ema`` (the momentum of a moving average
+of the weights, 0 = none) are fixed unless the architecture declares them: with ``ema``,
+the average replaces the weights at the end of every epoch, so what is validated, kept by
+early stopping and saved is the averaged model.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ class Recipe:
     batch_size: int
     fine_tune_layers: int = 0
     fine_tune_lr_factor: float = 0.1
+    nesterov: bool = True
+    """SGD only: Nesterov momentum."""
+    ema: float = 0.0
+    """Momentum of the weights' moving average (per step); 0: no averaging."""
 
 
 def declare(hp, model, batch_size: int) -> Recipe:
@@ -53,6 +62,8 @@ def declare(hp, model, batch_size: int) -> Recipe:
         schedule=hp.Choice("schedule", list(SCHEDULES), default="cosine"),
         warmup=hp.Float("warmup", 0.0, 0.2, step=0.05, default=0.05),
         batch_size=hp.Fixed("batch_size", batch_size),
+        nesterov=hp.Fixed("nesterov", True),
+        ema=hp.Fixed("ema", 0.0),
     )
     if frozen_backbones(model):
         values["fine_tune_layers"] = hp.Choice("fine_tune_layers", [0, 20, 50], default=0)
@@ -91,7 +102,7 @@ def fit(
             for backbone in frozen_backbones(model):
                 unfreeze_top(backbone, recipe.fine_tune_layers)
         scale = recipe.fine_tune_lr_factor if tuning else 1.0
-        schedule = _compile(model, recipe, steps * (end.last(recipe, tuning) - first), scale)
+        schedule = _compile(model, recipe, steps, end.last(recipe, tuning) - first, scale)
         history = model.fit(
             train,
             validation_data=val,
@@ -175,21 +186,32 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int, scale: float = 1.0)
     return WarmupCosine(0.0, peak, recipe.warmup, total_steps)
 
 
-def _compile(model, recipe: Recipe, total_steps: int, scale: float = 1.0):
-    """Compile for ``total_steps`` steps; returns the learning-rate schedule."""
+def _compile(model, recipe: Recipe, steps: int, epochs: int, scale: float = 1.0):
+    """Compile for ``epochs`` of ``steps`` steps; returns the learning-rate schedule."""
     import keras
 
-    schedule = learning_rate_schedule(recipe, total_steps, scale)
-    if recipe.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            schedule, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay
-        )
-    else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    schedule = learning_rate_schedule(recipe, steps * epochs, scale)
     model.compile(
-        optimizer=optimizer,
+        optimizer=optimizer(recipe, schedule, steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     return schedule
+
+
+def optimizer(recipe: Recipe, schedule, steps_per_epoch: int):
+    """The recipe's optimizer; with ``ema``, the weights' average is swapped in after
+    every ``steps_per_epoch`` steps (and by ``model.fit`` at its end)."""
+    import keras
+
+    common = dict(weight_decay=recipe.weight_decay)
+    if recipe.ema:
+        common |= dict(
+            use_ema=True, ema_momentum=recipe.ema, ema_overwrite_frequency=steps_per_epoch
+        )
+    if recipe.optimizer == "sgd":
+        chosen = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=recipe.nesterov, **common)
+    else:
+        chosen = keras.optimizers.AdamW(schedule, **common)
+    chosen.exclude_from_weight_decay(var_names=NO_DECAY)
+    return chosen

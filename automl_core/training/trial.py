@@ -25,6 +25,8 @@ FINISH_EPOCHS = 0.25
 """Evaluating and saving a trial, in epochs of its training: kept free before its end."""
 REFIT = "refit"
 """The trial id (and folder under ``trials/``) of the winner's retraining on all data."""
+PREPARE_IMAGES = 5000
+"""At most this many training images are handed to an architecture's ``prepare``."""
 
 
 class TrialListener(Protocol):
@@ -138,11 +140,13 @@ def run_trial(
     augmenter: Callable,
     listener: TrialListener | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
+    prepare: Callable | None = None,
 ) -> TrialResult:
     """Train one candidate; any exception becomes a failed result, never a crash.
 
     ``stop_requested`` is asked after every epoch: when it answers yes, training ends
-    there and the result is ``stopped`` (the user interrupted the search).
+    there and the result is ``stopped`` (the user interrupted the search). ``prepare``
+    is the architecture's registered ``prepare(model, images)``, if any.
     """
     result = TrialResult(spec.trial_id, spec.architecture, spec.augmenter, FAILED)
     result.started_at = time.time()
@@ -158,7 +162,7 @@ def run_trial(
     trial_dir.mkdir(parents=True, exist_ok=True)
     try:
         control = _control_callback(spec, result, listener, stop_requested)
-        _train(spec, data, architecture, augmenter, control, result)
+        _train(spec, data, architecture, augmenter, control, result, prepare)
         result.status = STOPPED if control.stopped_by_user else COMPLETED
     except Exception as error:
         result.error = one_line(error)
@@ -241,7 +245,7 @@ class Timings:
         return self.total / self.count if self.count else self.first
 
 
-def _train(spec, data, architecture, augmenter, control, result: TrialResult) -> None:
+def _train(spec, data, architecture, augmenter, control, result: TrialResult, prepare) -> None:
     import keras
 
     from automl_core.training import recipe
@@ -262,6 +266,8 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult) ->
     result.batch_size = plan.batch_size
     if spec.warm_start:
         model.load_weights(spec.warm_start)
+    elif prepare is not None:  # data-dependent initialisation, before any training
+        prepare(model, data.x_train[:PREPARE_IMAGES])
 
     train, val = train_val_pipelines(data, plan.batch_size, seed=spec.seed, augment=augment)
     stopper = keras.callbacks.EarlyStopping(
