@@ -27,7 +27,7 @@ from pathlib import Path
 import cifar10_data
 import numpy as np
 
-from automl_core.engine.budget import parse_duration
+from automl_core.engine.settings import parse_duration
 from automl_core.execution.worker import end_with_parent
 
 CLASSIC_CNN_ACCURACY = 0.695
@@ -58,8 +58,9 @@ def main() -> None:
             row = run(
                 budget, search_dir, holdout_dir, work, [*args.extra, "--precision", args.precision]
             )
-            if args.reference:
-                row["reference"] = reference(parse_duration(budget), args.precision, work)
+            if args.reference:  # in the precision the search trained in, measured or forced
+                precision = "bfloat16" if row["bfloat16"] else "float32"
+                row["reference"] = reference(parse_duration(budget), precision, work)
             rows.append(row | {"precision": args.precision})
         print_table(rows)
     finally:
@@ -96,6 +97,9 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
         if (t.get("val_accuracy") or 0) >= CLASSIC_CNN_ACCURACY
     ]
     winner = json.loads((run_dir / "winner" / "winner.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    precision = json.loads((run_dir / "precision.json").read_text())
+    print("policy notes:", *state.get("notes", []), sep="\n  ")
     return {
         "budget": budget,
         "holdout_accuracy": holdout_accuracy(run_dir, holdout_dir),
@@ -108,6 +112,11 @@ def run(budget: str, search_dir: Path, holdout_dir: Path, work: Path, extra: lis
         "val_accuracy": winner["val_accuracy"],
         "refit": winner["refit"] is not None,
         "tta": winner["test_time_augmentation"]["kept"],
+        "bfloat16": precision["architectures"].get(winner["architecture"]) == "mixed_bfloat16",
+        "stages": [
+            (t["trial_id"], t["architecture"], t.get("stage"), t.get("val_accuracy"))
+            for t in sorted(searched, key=lambda t: t["trial_id"])
+        ],
     }
 
 
@@ -134,6 +143,10 @@ def reference(seconds: float, precision: str, work: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
+    for r in rows:
+        print(
+            f"{r['budget']}: trials (id, architecture, stage, val acc):", *r["stages"], sep="\n  "
+        )
     print()
     print(
         "| budget | precision | search held-out acc | reference held-out acc (epochs) | "

@@ -74,7 +74,7 @@ def test_plain_lines_without_a_terminal(searched):
     lines = out.splitlines()
     for trial in ("0", "1"):
         assert any(line.startswith(f"trial {trial} started: baseline_cnn") for line in lines)
-        assert any(line.startswith(f"trial {trial} epoch 2/2: val_acc") for line in lines)
+        assert any(line.startswith(f"trial {trial} epoch 2/") for line in lines)
     assert any("left of 10m00s" in line for line in lines)
     assert "Leaderboard (by val_accuracy)" in out
 
