@@ -34,9 +34,10 @@ from typing import Any
 
 SCREEN_SHARE = 0.3
 """The share of the budget spent ranking candidates before the final run."""
-MIN_SCREEN_SECONDS = 6.0
+MIN_SCREEN_SECONDS = 20.0
 """The least training time a screened candidate gets; fewer candidates are screened
-(cheapest prior first) when all of them would get less."""
+(preferred, then cheapest first) when all of them would get less. Less than this, a
+CIFAR-10 candidate is still near chance (6 s: 0.16 for airbench) and the ranking noise."""
 MIN_SCREENED = 3
 """Screening tops the warm-start candidates up to this many with tuner picks."""
 SCREEN_IMAGES = 1 / 8
