@@ -77,7 +77,7 @@ def test_a_candidate_too_slow_for_its_time_never_starts_and_the_best_trains_last
         image_folder,
         tmp_path / "run",
         architectures=["small", "unaffordable"],
-        time_budget=120,
+        time_budget=300,  # screens 3 candidates for 22 s each (at most)
         max_trials=4,
         epochs=2,
     )
@@ -88,6 +88,11 @@ def test_a_candidate_too_slow_for_its_time_never_starts_and_the_best_trains_last
     assert any("unaffordable" in note and "does not fit" in note for note in run.notes)
     final = next(r for r in run.results if r.stage == "final")
     assert final.architecture == "small"
+    # the final trains the best screened candidate with its values (a default one with
+    # its defaults, not values drawn at random)
+    screened = [r for r in run.results if r.stage == "screen" and r.status == "completed"]
+    best = max(screened, key=lambda r: (r.val_accuracy, -r.step_seconds))
+    assert final.hyperparameters == best.hyperparameters
     assert final.train_images == len(run.data.y_train)
     assert all(r.step_seconds and r.val_seconds for r in run.results if r.status == "completed")
 
@@ -161,3 +166,35 @@ def test_bad_time_budget_is_a_usage_error(image_folder):
     out = run_automl("search", image_folder, "--time-budget", "soon")
     assert out.returncode == 2
     assert "is not a duration like 90s, 30m or 2h" in out.stderr
+
+
+def test_a_trial_the_engine_chooses_runs_its_candidate_at_its_defaults(tmp_path):
+    """keras-tuner fills the values a trial lacks at random: a warm-start default, or a
+    final run of one, must get the candidate's declared defaults instead."""
+    from automl_core.engine.oracle import Oracle
+    from automl_core.rundir import RunDir
+    from automl_core.training.space import architecture_scope, initial_space
+    from automl_plugins.tuners import random_search
+
+    oracle = Oracle.create(
+        random_search,
+        objective="val_accuracy",
+        direction="max",
+        max_trials=10,
+        max_epochs=2,
+        seed=0,
+        architectures=["net"],
+        augmenters=["none"],
+        run_dir=RunDir(tmp_path),
+    )
+    declared = initial_space(["net"], ["none"])
+    with architecture_scope(declared, "net"):
+        declared.Choice("width", [8, 16, 32, 64], default=8)
+        declared.Float("learning_rate", 1e-4, 1e-1, sampling="log", default=1e-3)
+    oracle.grow(declared.get_config())
+    values = []
+    for _ in range(5):
+        trial = oracle.new_trial()
+        oracle.choose(trial, {"architecture": "net", "augmenter": "none"})
+        values.append(dict(trial.hyperparameters.values))
+    assert all(v["net/width"] == 8 and v["net/learning_rate"] == 1e-3 for v in values)

@@ -88,8 +88,13 @@ class Oracle:
         self.oracle.ongoing_trials[f"slot-{self._workers}"] = trial
 
     def choose(self, trial, values: dict[str, Any]) -> None:
-        """Run ``trial`` with ``values`` instead of the tuner's choice."""
-        trial.hyperparameters.values = dict(values)
+        """Run ``trial`` with ``values`` instead of the tuner's choice; every other value
+        its candidate uses at its default (keras-tuner would draw them at random)."""
+        hyperparameters = trial.hyperparameters
+        hyperparameters.values = dict(values)
+        for hp in hyperparameters.space:  # parents come first: their values decide
+            if hyperparameters.is_active(hp) and hp.name not in hyperparameters.values:
+                hyperparameters.values[hp.name] = hp.default
         self.oracle._record_values(trial)  # as create_trial does, for the values it runs
         self._save_trial(trial)
         self.save()
