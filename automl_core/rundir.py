@@ -54,8 +54,8 @@ LABELS = "labels.json"
 """Class names in output order, beside the winner and every model exported from it."""
 
 
-class TrialDir:
-    """Paths of one trial's folder, ``trials/<id>/``: all a trial process knows."""
+class ModelFolder:
+    """A folder that holds a ``model.keras``; usable wherever a path is."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -65,6 +65,14 @@ class TrialDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+
+class TrialDir(ModelFolder):
+    """Paths of one trial's folder, ``trials/<id>/``: all a trial process knows."""
 
     @property
     def spec(self) -> Path:
@@ -81,10 +89,6 @@ class TrialDir:
         return self.path / "history.json"
 
     @property
-    def model(self) -> Path:
-        return self.path / "model.keras"
-
-    @property
     def log(self) -> Path:
         """The trial process's stderr."""
         return self.path / "log.txt"
@@ -99,21 +103,8 @@ class TrialDir:
         return self.path / "STOP"
 
 
-class WinnerDir:
+class WinnerDir(ModelFolder):
     """Paths of ``winner/``: the winner's model, its facts and its model card."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    @property
-    def model(self) -> Path:
-        return self.path / "model.keras"
 
     @property
     def labels(self) -> Path:
