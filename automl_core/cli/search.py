@@ -13,8 +13,8 @@ from automl_core.engine import settings
 from automl_core.engine.settings import SETTINGS, SearchConfig, Setting, format_duration
 from automl_core.errors import UsageError
 
-DEMO = {"time_budget": 100.0, "architectures": ["baseline_cnn", "resnet"]}
-"""The demo: the two candidates that train well from scratch on 800 tiny photos."""
+DEMO = {"time_budget": 100.0, "architectures": ["airbench", "baseline_cnn", "resnet"]}
+"""The demo: the candidates that train well from scratch on 800 tiny photos."""
 
 
 @hookimpl
