@@ -92,6 +92,8 @@ def register_architectures(register):
             description=f"keras.applications {spec.application}, new head (transfer learning)",
             tags=("pretrained", "backbone"),
             cost=spec.cost,
+            # it resizes its input itself: the final run's size is chosen from these
+            sizes={"image_size": {s: (s / IMAGE_SIZES[0]) ** 2 for s in IMAGE_SIZES}},
             mixed_precision=True,
             augmenter="basic",
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from automl_core.engine.policy import (
     CONTINUE,
     FINAL,
@@ -200,7 +202,7 @@ def test_screening_tops_up_a_single_architecture_with_tuner_picks():
 
 
 def test_the_final_run_takes_the_largest_size_that_trains_ten_epochs_in_the_time_left():
-    sizes = {"baseline_cnn": Sizes("baseline_cnn/width", {32: 1.0, 64: 4.0})}
+    sizes = {"baseline_cnn": [Sizes("baseline_cnn/width", {32: 1.0, 64: 4.0})]}
     measured = Pace()
     probe = Run(CNN, SCREEN, 1, train_images=IMAGES)
     measured.learn(outcome(probe, "0", 0.6, per_image=0.001, epochs=1))  # 45 s epochs
@@ -212,3 +214,33 @@ def test_the_final_run_takes_the_largest_size_that_trains_ten_epochs_in_the_time
     final = long.next(3000)
     assert dict(final.candidate.values) == {"baseline_cnn/width": 64}
     assert any("width=64" in note for note in long.notes)
+
+
+def test_candidates_are_screened_at_a_small_image_size_and_the_final_is_sized_to_the_budget():
+    image = {32: 1 / 16, 64: 0.25, 96: 0.5625, 128: 1.0}  # pixels, against the decoded 128
+    sizes = {
+        c.architecture: [
+            Sizes(f"{c.architecture}/image_size", image, screen=64),
+            Sizes(f"{c.architecture}/width", {32: 1.0, 64: 4.0}),
+        ]
+        for c in (CNN, RESNET)
+    }
+    p = Policy([CNN, RESNET], train_images=400, epochs=20, budget=600, sizes=sizes, tuner=False)
+    screened = drain(p, 600)
+    assert [dict(r.candidate.values) for r in screened] == [
+        {"baseline_cnn/image_size": 64},
+        {"resnet/image_size": 64},
+    ]
+    p.learn(outcome(screened[0], "0", 0.7, per_image=0.002))
+    p.learn(outcome(screened[1], "1", 0.6, per_image=0.008))
+    # measured at 64 pixels: at 128 (four times the pixels) an epoch of 400 images is 3.2 s
+    full = Candidate("baseline_cnn", "basic", (("baseline_cnn/image_size", 128),))
+    assert p.epoch_seconds(full, 400) == pytest.approx(
+        4 * p.epoch_seconds(screened[0].candidate, 400)
+    )
+    # 48 s for 10 epochs: cost 1.5 at most; 128 pixels at width 32 and 64 pixels at
+    # width 64 both cost 1, and the image size (listed first) wins the tie
+    final = p.next(6 + 10 * 3.2 * 1.5)
+    assert final.stage == FINAL
+    assert final.candidate == CNN  # the defaults: the decoded 128 pixels, width 32
+    assert any("image_size=128, width=32" in note for note in p.notes)

@@ -19,6 +19,7 @@ from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, R
 from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
+from automl_core.training import input_size
 from automl_core.training.space import ARCHITECTURE, AUGMENTER
 from automl_core.training.trial import (
     COMPLETED,
@@ -59,6 +60,9 @@ class SearchLoop:
             reserve = min(FINISH_SHARE * budget, FINISH_SECONDS)
             self.deadline = run.started_at + budget - run.spent_before - reserve
         registry = run.plugins["architectures"]
+        self.image_sizes = input_size.offered_sizes(
+            run.data.input_shape[0], fixed=config.image_size is not None
+        )
         costs = {c.name: c.info["cost"] for c in registry.components.values() if c.info.get("cost")}
         self.policy = Policy(
             portfolio(run, oracle, costs),
@@ -66,7 +70,7 @@ class SearchLoop:
             epochs=config.epochs,
             budget=None if budget is None else self.remaining(),
             pace=Pace(costs),
-            sizes=sizes(registry),
+            sizes=sizes(registry, self.image_sizes),
         )
         for result in run.results:  # a resumed search knows its earlier trials' paces
             self.policy.learn(self._outcome(result, None, result.ended_at - result.started_at))
@@ -180,7 +184,14 @@ class SearchLoop:
             warm_start=str(self.run.run_dir.trial(promoted).model) if promoted else None,
             train_images=run.train_images,
             stage=run.stage,
+            image_sizes=self._image_sizes(values[ARCHITECTURE]),
         )
+
+    def _image_sizes(self, architecture: str) -> list[int] | None:
+        """The training image sizes ``architecture``'s trials choose from (``None``: it
+        trains at the decoded size, or it resizes its input itself)."""
+        own = self.run.plugins["architectures"].get(architecture).info.get("sizes", {})
+        return None if input_size.IMAGE_SIZE in own else (self.image_sizes or None)
 
     def _run_of(self, stage: str, trial) -> Run:
         """The policy's run that ``trial`` (started before a crash) stands for."""
@@ -194,6 +205,11 @@ class SearchLoop:
             architecture, values[AUGMENTER], own, self.policy.pace.costs.get(architecture)
         )
 
+    def _trained(self, result: TrialResult) -> Candidate:
+        """The candidate ``result`` trained."""
+        values = {ARCHITECTURE: result.architecture, AUGMENTER: result.augmenter}
+        return self._candidate(result.hyperparameters | values)
+
     def _outcome(self, result: TrialResult, run: Run | None, wall: float) -> Outcome:
         """What the policy learns from ``result``: its score, and its pace measured
         apart from its fixed cost."""
@@ -206,11 +222,7 @@ class SearchLoop:
         candidate = run.candidate if run is not None and run.candidate is not None else None
         return Outcome(
             result.trial_id,
-            candidate
-            or self._candidate(
-                result.hyperparameters
-                | {ARCHITECTURE: result.architecture, AUGMENTER: result.augmenter}
-            ),
+            candidate or self._trained(result),
             run.stage if run is not None else (result.stage or PLAIN),
             completed=completed,
             score=-math.inf if score is None else sign * score,
@@ -233,10 +245,9 @@ class SearchLoop:
         run, best = self.run, self.run.leaderboard[0]
         epochs = best.best_epoch or best.epochs_run
         data = run.data
-        pace = self.policy.pace
         images = len(data.y_train) + len(data.y_val)
-        per_epoch = pace.epoch_seconds(best.architecture, images) or 0.0
-        needed = pace.fixed_seconds(best.architecture) + epochs * per_epoch
+        per_epoch = self.policy.epoch_seconds(self._trained(best), images) or 0.0
+        needed = self.policy.pace.fixed_seconds(best.architecture) + epochs * per_epoch
         if run.interrupted or run.config.refit is False or epochs < 1:
             return None
         if run.config.refit is None and needed > self.remaining():
@@ -255,6 +266,7 @@ class SearchLoop:
             deadline=None if run.config.refit else self.deadline,
             train_on_all=True,
             stage=REFIT,
+            image_sizes=self._image_sizes(best.architecture),
         )
         run.plugins.hook.trial_start(run=run, spec=spec)
         self.executor.submit(spec)
@@ -354,11 +366,22 @@ def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[C
     return sorted(chosen, key=order)
 
 
-def sizes(registry) -> dict[str, Sizes]:
-    """The sizes each architecture registered (``sizes={"width": {32: 1.0, 64: 4.0}}``:
-    a hyperparameter of its own, each value's cost relative to the smallest)."""
-    found = {}
+def sizes(registry, image_sizes: list[int]) -> dict[str, list[Sizes]]:
+    """The sizes of each architecture: the training image size (``image_sizes``, when
+    more than one, for those that do not register their own ``image_size``), then those
+    it registered (``sizes={"width": {32: 1.0, 64: 4.0}}``: a hyperparameter of its own,
+    each value's cost relative to its default)."""
+    found: dict[str, list[Sizes]] = {}
     for component in registry.components.values():
-        for name, costs in component.info.get("sizes", {}).items():
-            found[component.name] = Sizes(f"{component.name}/{name}", dict(costs))
+        own = component.info.get("sizes", {})
+        dimensions = found.setdefault(component.name, [])
+        if image_sizes and input_size.IMAGE_SIZE not in own:
+            dimensions.append(
+                Sizes(
+                    f"{component.name}/{input_size.IMAGE_SIZE}",
+                    input_size.size_costs(image_sizes),
+                    screen=input_size.screen_size(image_sizes),
+                )
+            )
+        dimensions += [Sizes(f"{component.name}/{name}", dict(c)) for name, c in own.items()]
     return found

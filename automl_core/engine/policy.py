@@ -18,15 +18,17 @@ With a time budget it is successive halving measured in seconds, then one long r
 2. **Second rung**: the best third (at least two) again, three times longer on three times
    the images, when that still fits in the screening share of the budget.
 3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
-   at the deadline, at the largest size its architecture offers (``sizes=``) that still
-   trains ``FINAL_MIN_EPOCHS`` epochs in the time left. Time left after it (it stopped
-   at its epoch limit) continues it with a new cycle, unless it is at its ceiling.
+   at the deadline, at the largest size (``Sizes``: its registered ``sizes=`` and the
+   training image size) that still trains ``FINAL_MIN_EPOCHS`` epochs in the time left.
+   Time left after it (it stopped at its epoch limit) continues it with a new cycle,
+   unless it is at its ceiling.
 
 A candidate whose first epoch cannot end in the time it would get never starts.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -124,7 +126,9 @@ class Outcome:
 
 class Pace:
     """Measured seconds per training image, and fixed cost per trial, by architecture;
-    registered ``cost=`` ratios fill in architectures not measured yet."""
+    registered ``cost=`` ratios fill in architectures not measured yet. Seconds are kept
+    per unit of size cost (``Sizes``): an outcome at a size of cost 4 is learnt as a
+    quarter of its seconds, and ``epoch_seconds`` scales them back by the size asked."""
 
     def __init__(self, costs: dict[str, float] | None = None):
         self.costs = dict(costs or {})
@@ -132,12 +136,14 @@ class Pace:
         self.val: dict[str, float] = {}
         self.fixed: dict[str, list[float]] = {}
 
-    def learn(self, outcome: Outcome) -> None:
+    def learn(self, outcome: Outcome, size_cost: float = 1.0) -> None:
         architecture = outcome.candidate.architecture
         if outcome.seconds_per_image:
-            known = self.per_image.get(architecture, math.inf)
-            self.per_image[architecture] = min(known, outcome.seconds_per_image)
-            self.val[architecture] = min(self.val.get(architecture, math.inf), outcome.val_seconds)
+            per_image = outcome.seconds_per_image / size_cost
+            val = outcome.val_seconds / size_cost
+            known = self.per_image.get(architecture, math.inf), self.val.get(architecture, math.inf)
+            self.per_image[architecture] = min(known[0], per_image)
+            self.val[architecture] = min(known[1], val)
         if outcome.wall_seconds > 0:
             self.fixed.setdefault(architecture, []).append(outcome.fixed_seconds)
 
@@ -159,22 +165,30 @@ class Pace:
         every = [s for seconds in self.fixed.values() for s in seconds]
         return min(every, default=DEFAULT_FIXED_SECONDS)
 
-    def epoch_seconds(self, architecture: str, images: int) -> float | None:
+    def epoch_seconds(self, architecture: str, images: int, size_cost: float = 1.0) -> float | None:
         """An epoch of ``images`` and its validation pass (unmeasured: the most measured
-        validation pass, a fair guess for a slower architecture)."""
+        validation pass, a fair guess for a slower architecture), at a size of
+        ``size_cost``."""
         per_image = self.seconds_per_image(architecture)
         if per_image is None:
             return None
-        return per_image * images + self.val.get(architecture, max(self.val.values(), default=0))
+        val = self.val.get(architecture, max(self.val.values(), default=0))
+        return (per_image * images + val) * size_cost
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """An architecture's sizes: the hyperparameter that sets it (its full name, scope
-    included) and each value's training cost relative to the default, the smallest."""
+    """One way an architecture's size varies: the hyperparameter that sets it (its full
+    name, scope included), each value's training cost relative to its default (cost 1),
+    and the value candidates are screened at (``None``: the default)."""
 
     hyperparameter: str
     costs: dict[Any, float]
+    screen: Any = None
+
+    def cost(self, values: dict[str, Any]) -> float:
+        """The cost of the value in ``values`` (the default's, 1, when absent)."""
+        return self.costs.get(values.get(self.hyperparameter), 1.0)
 
 
 @dataclass
@@ -186,8 +200,9 @@ class Policy:
     epochs: int
     budget: float | None = None
     pace: Pace = field(default_factory=Pace)
-    sizes: dict[str, Sizes] = field(default_factory=dict)
-    """By architecture, the sizes the final run may choose from."""
+    sizes: dict[str, list[Sizes]] = field(default_factory=dict)
+    """By architecture, the sizes the final run chooses from, the most important first
+    (of two choices that cost the same, the one larger in it wins)."""
     tuner: bool = True
     """Whether the tuner may pick candidates (after the portfolio, or in screening)."""
     outcomes: list[Outcome] = field(default_factory=list)
@@ -201,7 +216,16 @@ class Policy:
 
     def learn(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
-        self.pace.learn(outcome)
+        self.pace.learn(outcome, self.size_cost(outcome.candidate))
+
+    def size_cost(self, candidate: Candidate) -> float:
+        """The training cost of ``candidate``'s sizes relative to its defaults'."""
+        values = dict(candidate.values)
+        return math.prod(sizes.cost(values) for sizes in self.sizes.get(candidate.architecture, ()))
+
+    def epoch_seconds(self, candidate: Candidate, images: int) -> float | None:
+        """One epoch of ``candidate`` on ``images`` and its validation pass."""
+        return self.pace.epoch_seconds(candidate.architecture, images, self.size_cost(candidate))
 
     def next(self, remaining: float, running: int = 0) -> Run | None:
         """The trial to start now, or ``None``: wait for the running ones, or (nothing
@@ -256,7 +280,18 @@ class Policy:
         seconds = self._rung_seconds(share, len(pool), fixed)
         slice_ = max(MIN_SCREEN_IMAGES, int(self.train_images * SCREEN_IMAGES))
         self._screen_images = min(self.train_images, slice_)
-        self._queue = [Run(c, SCREEN, self._many(), seconds, self._screen_images) for c in pool]
+        self._queue = [
+            Run(c and self._screened(c), SCREEN, self._many(), seconds, self._screen_images)
+            for c in pool
+        ]
+
+    def _screened(self, candidate: Candidate) -> Candidate:
+        """``candidate`` at the sizes its architecture is screened at, where it fixes none."""
+        values = dict(candidate.values)
+        for sizes in self.sizes.get(candidate.architecture, ()):
+            if sizes.screen is not None:
+                values.setdefault(sizes.hyperparameter, sizes.screen)
+        return replace(candidate, values=tuple(sorted(values.items())))
 
     @staticmethod
     def _rung_seconds(share: float, screened: int, fixed: float) -> float:
@@ -287,31 +322,36 @@ class Policy:
         return False
 
     def _sized(self, candidate: Candidate, remaining: float) -> Candidate:
-        """``candidate`` at the largest size that trains ``FINAL_MIN_EPOCHS`` epochs on all
-        images in the time left (its pace scaled by the size's relative cost)."""
-        sizes = self.sizes.get(candidate.architecture)
-        values = dict(candidate.values)
-        if sizes is None or sizes.hyperparameter in values:
-            return candidate
+        """``candidate`` at the largest sizes that train ``FINAL_MIN_EPOCHS`` epochs on all
+        images in the time left (the cheapest when none do). Sizes are chosen afresh:
+        what it was screened at was a fidelity, not a choice. Not measured yet: its
+        screening sizes."""
+        dimensions = self.sizes.get(candidate.architecture, [])
         epoch = self.pace.epoch_seconds(candidate.architecture, self.train_images)
-        if epoch is None:
-            return candidate
+        if not dimensions or epoch is None:  # nothing measured yet: the cheap sizes
+            return self._screened(candidate)
         time_left = remaining - self.pace.fixed_seconds(candidate.architecture)
-        fitting = [
-            (cost, value)
-            for value, cost in sizes.costs.items()
-            if FINAL_MIN_EPOCHS * epoch * cost <= time_left
+        options = [
+            dict(zip((d.hyperparameter for d in dimensions), values, strict=True))
+            for values in itertools.product(*(d.costs for d in dimensions))
         ]
-        if not fitting:
-            return candidate
-        cost, value = max(fitting, key=lambda pair: pair[0])
-        if cost <= min(sizes.costs.values()):
-            return candidate
-        self.notes.append(
-            f"{candidate.architecture}: final run at {sizes.hyperparameter}={value} "
-            f"({FINAL_MIN_EPOCHS}+ epochs of it fit in {time_left:.0f} s)"
-        )
-        values[sizes.hyperparameter] = value
+
+        def rank(option: dict) -> tuple:
+            own = tuple(d.cost(option) for d in dimensions)
+            return (math.prod(own), own)
+
+        fitting = [o for o in options if FINAL_MIN_EPOCHS * epoch * rank(o)[0] <= time_left]
+        chosen = max(fitting, key=rank) if fitting else min(options, key=rank)
+        values = {k: v for k, v in candidate.values if k not in chosen}
+        values |= {
+            d.hyperparameter: chosen[d.hyperparameter] for d in dimensions if d.cost(chosen) != 1
+        }
+        if values != dict(candidate.values):  # defaults stay implicit, as in screening
+            said = ", ".join(f"{name.rsplit('/', 1)[-1]}={v}" for name, v in chosen.items())
+            fit = f"{FINAL_MIN_EPOCHS}+ epochs fit" if fitting else "the smallest"
+            self.notes.append(
+                f"{candidate.architecture}: final run at {said} ({fit} in {time_left:.0f} s)"
+            )
         return replace(candidate, values=tuple(sorted(values.items())))
 
     def _plan_second(self, remaining: float) -> bool:
@@ -346,7 +386,7 @@ class Policy:
         if last.stage == CONTINUE and not self._improved(last):
             self.notes.append(f"trial {last.trial_id} plateaued: not continued")
             return False
-        epoch = self.pace.epoch_seconds(last.candidate.architecture, self.train_images)
+        epoch = self.epoch_seconds(last.candidate, self.train_images)
         needed = self.pace.fixed_seconds(last.candidate.architecture) + CONTINUE_AT_LEAST * (
             epoch or 0.0
         )
@@ -365,7 +405,7 @@ class Policy:
         if run.candidate is None:
             return remaining > self.pace.fixed_seconds("")
         architecture = run.candidate.architecture
-        epoch = self.pace.epoch_seconds(architecture, run.train_images or self.train_images)
+        epoch = self.epoch_seconds(run.candidate, run.train_images or self.train_images)
         fixed = self.pace.fixed_seconds(architecture)
         own = remaining if run.seconds is None else min(run.seconds + fixed, remaining)
         if fixed + (epoch or 0.0) <= own:

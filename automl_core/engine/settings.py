@@ -269,7 +269,7 @@ class SearchConfig:
     image_size: int | None = field(
         default=None,
         metadata=setting(
-            "side images are resized to",
+            "side images are decoded at, and every candidate trained at",
             convert=image_side,
             metavar="PX",
             default_text=f"the folder's typical size, at most {MAX_AUTO_IMAGE_SIZE}",

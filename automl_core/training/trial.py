@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from automl_core.data.dataset import DatasetSplit
 from automl_core.rundir import TrialDir, atomic_target, read_json, write_json
+from automl_core.training import input_size
 from automl_core.training.evaluate import accuracy, cross_entropy
 from automl_core.training.space import architecture_scope, augmenter_scope, from_config
 from automl_core.training.tta import flip_predictions
@@ -71,6 +72,9 @@ class TrialSpec:
     """Train on the first this many (already shuffled) training images; ``None``: all."""
     stage: str = ""
     """What the scheduling policy ran it for (``engine.policy``: screen, final, ...)."""
+    image_sizes: list[int] | None = None
+    """The training sizes the candidate may choose from (``training.input_size``);
+    ``None``: it trains at the decoded size (or resizes its input itself)."""
 
     def save(self) -> None:
         write_json(TrialDir(self.trial_dir).spec, asdict(self))
@@ -253,8 +257,12 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
 
     keras.utils.set_random_seed(spec.seed)
     hp = from_config(spec.hp_config)
+    decoded = data.input_shape
     try:
         with architecture_scope(hp, spec.architecture):
+            size = input_size.declare(hp, spec.image_sizes)
+            if size is not None and size != decoded[0]:
+                data = input_size.resized(data, size)
             model = architecture(hp, data.input_shape, data.num_classes)
             plan = recipe.declare(hp, model, batch_size=spec.batch_size)
         with augmenter_scope(hp, spec.augmenter):
@@ -264,8 +272,8 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
         result.hp_config = hp.get_config()
     result.params = int(model.count_params())
     result.batch_size = plan.batch_size
-    if spec.warm_start:
-        model.load_weights(spec.warm_start)
+    if spec.warm_start:  # saved behind its resizing layers, which hold no weights
+        input_size.with_input_resizing(model, decoded).load_weights(spec.warm_start)
     elif prepare is not None:  # data-dependent initialisation, before any training
         prepare(model, data.x_train[:PREPARE_IMAGES])
 
@@ -300,7 +308,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
     result.val_loss = cross_entropy(plain, data.y_val)
     result.val_accuracy_tta = accuracy(plain + mirrored, data.y_val)
     with atomic_target(TrialDir(spec.trial_dir).model) as tmp:
-        model.save(tmp)
+        input_size.with_input_resizing(model, decoded).save(tmp)
     result.model_path = str(TrialDir(spec.trial_dir).model)
 
 
