@@ -228,7 +228,8 @@ class SearchLoop:
             score=-math.inf if score is None else sign * score,
             val_accuracy=result.val_accuracy,
             wall_seconds=wall,
-            train_seconds=trained * per_epoch,
+            # a trial cut by its time mid-epoch trained less than its epochs' worth
+            train_seconds=min(trained * per_epoch, result.train_seconds),
             seconds_per_image=(
                 result.step_seconds / result.batch_size
                 if result.step_seconds and result.batch_size

@@ -40,6 +40,12 @@ MIN_SCREEN_SECONDS = 20.0
 """The least training time a screened candidate gets; fewer candidates are screened
 (preferred, then cheapest first) when all of them would get less. Less than this, a
 CIFAR-10 candidate is still near chance (6 s: 0.16 for airbench) and the ranking noise."""
+MIN_SCREEN_SHARE = 0.025
+"""...or this share of the budget, when more: a longer budget buys a surer ranking, not
+more short looks. Short looks favour what learns fast over what learns far: screened
+for 22 s in a 30-minute CIFAR-10 search (bfloat16, 2-core AMD EPYC), airbench ranked
+below baseline_cnn (0.374 against 0.437), though given minutes it ends ten points
+above it; given 52 s (a 10-minute search) it ranked first."""
 MIN_SCREENED = 3
 """Screening tops the warm-start candidates up to this many with tuner picks."""
 SCREEN_IMAGES = 1 / 8
@@ -213,6 +219,8 @@ class Policy:
     _screen_end: float = 0.0
     """Remaining time at which screening must be over."""
     _screen_images: int = 0
+    _screen_seconds: float = 0.0
+    """What each first-rung candidate was given."""
 
     def learn(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -258,16 +266,17 @@ class Policy:
     # --- with a budget ------------------------------------------------------------------
 
     def _plan_screening(self, remaining: float) -> None:
-        """Screen as many candidates as get ``MIN_SCREEN_SECONDS`` each in the screening
-        share; one or none: straight to the final run."""
+        """Screen as many candidates as get ``MIN_SCREEN_SECONDS`` (or ``MIN_SCREEN_SHARE``
+        of the budget) each in the screening share; one or none: straight to the final."""
         self._stage = SCREEN
         share = SCREEN_SHARE * remaining
+        least = max(MIN_SCREEN_SECONDS, MIN_SCREEN_SHARE * remaining)
         self._screen_end = remaining - share
         pool: list[Candidate | None] = list(self.candidates)
         if self.tuner:
             pool += [None] * max(0, MIN_SCREENED - len(pool))
         fixed = self.pace.fixed_seconds("")
-        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < MIN_SCREEN_SECONDS:
+        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < least:
             dropped = pool.pop()
             if dropped is not None:
                 self.notes.append(
@@ -277,7 +286,7 @@ class Policy:
         if len(pool) < 2:
             self._stage = SECOND  # nothing to rank: the next stage is the final run
             return
-        seconds = self._rung_seconds(share, len(pool), fixed)
+        seconds = self._screen_seconds = self._rung_seconds(share, len(pool), fixed)
         slice_ = max(MIN_SCREEN_IMAGES, int(self.train_images * SCREEN_IMAGES))
         self._screen_images = min(self.train_images, slice_)
         self._queue = [
@@ -295,10 +304,11 @@ class Policy:
 
     @staticmethod
     def _rung_seconds(share: float, screened: int, fixed: float) -> float:
-        """Training seconds for each of ``screened`` first-rung candidates: a second rung
-        (from four candidates up) costs about as much as the first, so each gets half."""
-        rungs = 2 if screened > RUNG_GROWTH else 1
-        return share / rungs / screened - fixed
+        """Training seconds for each of ``screened`` first-rung candidates, such that they
+        and (from four candidates up) the best third, given ``RUNG_GROWTH`` times as long,
+        fit in ``share`` with each trial's ``fixed`` cost."""
+        kept = math.ceil(screened / RUNG_GROWTH) if screened > RUNG_GROWTH else 0
+        return (share - (screened + kept) * fixed) / (screened + RUNG_GROWTH * kept)
 
     def _advance(self, remaining: float) -> bool:
         """Plan the next stage from the outcomes of the last; ``False``: done."""
@@ -359,8 +369,7 @@ class Policy:
         keep = math.ceil(len(ranked) / RUNG_GROWTH)
         if keep < 2:
             return False
-        first = [o for o in self.outcomes if o.stage == SCREEN]
-        seconds = RUNG_GROWTH * max(o.train_seconds for o in first)
+        seconds = RUNG_GROWTH * self._screen_seconds
         fixed = max(self.pace.fixed_seconds(o.candidate.architecture) for o in ranked[:keep])
         if keep * (seconds + fixed) > remaining - self._screen_end:
             self.notes.append("second rung left out: it does not fit in the screening share")
