@@ -50,6 +50,9 @@ def main() -> None:
     )
     parser.add_argument("extra", nargs="*", help="more `automl search` flags, after --")
     args = parser.parse_args()
+    from automl_core.training.precision import cpu_has_bfloat16_matrix_units, cpu_info
+
+    print(f"CPU: {cpu_info()[0]}; AMX: {'yes' if cpu_has_bfloat16_matrix_units() else 'no'}")
     work = args.work or Path(tempfile.mkdtemp(prefix="automl-cifar10-"))
     try:
         search_dir, holdout_dir = cifar10_data.prepare(args.archive, work)
