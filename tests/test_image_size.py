@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_image_folder
+from keras.models import load_model
 
 from automl_core.data.dataset import split
 from automl_core.engine.search import search
@@ -19,7 +20,6 @@ from automl_core.training.input_size import (
     screen_size,
     size_costs,
 )
-from automl_core.training.layers import load_model
 from automl_core.training.space import initial_space
 from automl_core.training.trial import TrialSpec, run_trial
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import make_image_folder
+from keras.models import load_model
 
 import automl_core
 from automl_core.api import SearchResult
@@ -24,7 +27,6 @@ from automl_core.results.export import export_formats, load_winner
 from automl_core.results.predict import load_predictor
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json
-from automl_core.training.layers import load_model
 from automl_core.training.trial import REFIT, TrialResult, TrialSpec, run_trial
 
 ARCHITECTURE = "baseline_cnn"
@@ -168,6 +170,18 @@ def test_a_winner_that_keeps_flip_tta_exports_to_every_format(searched, tmp_path
     mirrored = pixels[:, :, ::-1]
     expected = winner.reference.predict(pixels)
     np.testing.assert_allclose(winner.reference.predict(mirrored), expected, atol=1e-6)
+
+    # the README's way, in a Python where automl cannot be imported: stock layers only
+    np.save(tmp_path / "pixels.npy", pixels)
+    plain_keras = (
+        "import sys; sys.modules['automl_core'] = sys.modules['automl_plugins'] = None\n"
+        "import keras, numpy as np\n"
+        f"model = keras.models.load_model({str(winner.dir.model)!r})\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, "
+        f"model.predict(np.load({str(tmp_path / 'pixels.npy')!r}), verbose=0))\n"
+    )
+    subprocess.run([sys.executable, "-c", plain_keras], check=True, capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
 
     formats = sorted(plugins["exporters"].components)
     assert {"keras", "saved_model", "onnx", "tflite"} <= set(formats)

@@ -128,7 +128,7 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
 
 
 def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> dict:
-    from automl_core.training.layers import load_model
+    from keras.models import load_model
 
     model = load_model(winner.dir.model, compile=False)
     metadata = winner.metadata | {"quantize": mode}

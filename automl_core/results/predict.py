@@ -112,7 +112,7 @@ def _square_size(path: Path, shape: Iterable) -> int:
 
 
 def _load_keras(path: Path):
-    from automl_core.training.layers import load_model
+    from keras.models import load_model
 
     model = load_model(path, compile=False)
     return "keras", model.input_shape, lambda x: np.asarray(model.predict_on_batch(x))

@@ -38,7 +38,7 @@ def evaluate_test_set(run: SearchRun) -> dict | None:
     keep = np.isin(names, list(index))
     if not config.test:
         keep &= data.subset == TEST
-    from automl_core.training.layers import load_model
+    from keras.models import load_model
 
     model = load_model(run.winner_path)
     labels = np.asarray([index[name] for name in names[keep]], dtype=np.int32)

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 def save_winner(run: SearchRun, refit: TrialResult | None) -> None:
     """Write ``winner/``: ``model.keras``, ``labels.json`` and ``winner.json``."""
-    from automl_core.training.layers import load_model
+    from keras.models import load_model
+
     from automl_core.training.tta import with_flip_averaging
 
     best = run.leaderboard[0]

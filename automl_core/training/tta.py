@@ -1,8 +1,9 @@
 """Test-time augmentation: average the predictions on an image and its mirror image.
 
-Measured on the validation split for every trial; the winner keeps it inside the
-saved model only when it helps, wrapped with the small layers of ``automl_core.training.layers``
-(ONNX, TFLite and SavedModel exports carry them as plain operations).
+Measured on the validation split for every trial; the winner keeps it inside the saved
+model only when it helps. The mirror is made of stock Keras layers (a fixed permutation
+matrix applied along the width), so the model loads in plain Keras, without automl, and
+every exporter carries it as plain operations.
 """
 
 from __future__ import annotations
@@ -24,8 +25,20 @@ def with_flip_averaging(model):
     """``model`` wrapped so it returns the mean of its outputs on the image and its mirror."""
     import keras
 
-    from automl_core.training.layers import Average, Mirror
-
     inputs = keras.Input(shape=model.input_shape[1:], name="images")
-    outputs = Average()(model(inputs), model(Mirror()(inputs)))
+    outputs = keras.layers.Average(name="flip_average")([model(inputs), model(mirror(inputs))])
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_tta")
+
+
+def mirror(images):
+    """``images`` (NHWC, a known width) flipped left to right: the width axis moved last
+    and multiplied by the reversed identity matrix (exact: each output is one input
+    times one), then moved back."""
+    from keras import layers
+
+    width = images.shape[2]
+    x = layers.Permute((1, 3, 2), name="width_last")(images)
+    flip = layers.Dense(width, use_bias=False, trainable=False, name="mirror")
+    x = flip(x)
+    flip.set_weights([np.eye(width, dtype="float32")[::-1]])
+    return layers.Permute((1, 3, 2), name="width_back")(x)
