@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -58,6 +59,7 @@ def outcome(run, trial_id: str, score: float, *, per_image: float, fixed: float 
         seconds_per_image=per_image,
         epochs_trained=epochs,
         epochs_planned=kw.pop("planned", run.epochs),
+        images_seen=epochs * images,
     )
 
 
@@ -243,8 +245,8 @@ def test_candidates_are_screened_at_a_small_image_size_and_the_final_is_sized_to
         {"baseline_cnn/image_size": 64},
         {"resnet/image_size": 64},
     ]
-    p.learn(outcome(screened[0], "0", 0.7, per_image=0.002))
-    p.learn(outcome(screened[1], "1", 0.6, per_image=0.008))
+    p.learn(outcome(screened[0], "0", 0.7, per_image=0.002, epochs=10))
+    p.learn(outcome(screened[1], "1", 0.6, per_image=0.008, epochs=10))
     # measured at 64 pixels: at 128 (four times the pixels) an epoch of 400 images is 3.2 s
     full = Candidate("baseline_cnn", "basic", (("baseline_cnn/image_size", 128),))
     assert p.epoch_seconds(full, 400) == pytest.approx(
@@ -256,3 +258,20 @@ def test_candidates_are_screened_at_a_small_image_size_and_the_final_is_sized_to
     assert final.stage == FINAL
     assert final.candidate == CNN  # the defaults: the decoded 128 pixels, width 32
     assert any("image_size=128, width=32" in note for note in p.notes)
+
+
+def test_on_small_data_the_final_trains_as_long_as_the_screen_that_chose_it():
+    """320 images, all of them screened for 38 epochs: width 64 (4x the time) would
+    train 10 epochs in the 100 s left but not 38, so the final stays at width 32."""
+    sizes = {"baseline_cnn": [Sizes("baseline_cnn/width", {32: 1.0, 64: 4.0})]}
+    p = Policy([CNN, RESNET], train_images=320, epochs=20, budget=300, sizes=sizes, tuner=False)
+    screened = drain(p, 300)
+    assert [r.train_images for r in screened] == [320, 320]
+    p.learn(outcome(screened[0], "0", 0.69, per_image=0.004, epochs=38, fixed=0.0))
+    p.learn(outcome(screened[1], "1", 0.60, per_image=0.004, epochs=38, fixed=0.0))
+    final = p.next(100)
+    assert final.stage == FINAL and final.candidate == CNN
+    wider = Policy([CNN, RESNET], train_images=320, epochs=20, budget=300, sizes=sizes)
+    wider.pace, wider._stage = p.pace, SECOND
+    wider.outcomes = [replace(o, images_seen=10 * 320) for o in p.outcomes]
+    assert dict(wider.next(100).candidate.values) == {"baseline_cnn/width": 64}

@@ -238,6 +238,7 @@ class SearchLoop:
             val_seconds=result.val_seconds or 0.0,
             epochs_trained=trained,
             epochs_planned=(run.epochs if run is not None else trained),
+            images_seen=trained * result.train_images,
         )
 
     def refit(self) -> TrialResult | None:

@@ -19,7 +19,8 @@ With a time budget it is successive halving measured in seconds, then one long r
    the images, when that still fits in the screening share of the budget.
 3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
    at the deadline, at the largest size (``Sizes``: its registered ``sizes=`` and the
-   training image size) that still trains ``FINAL_MIN_EPOCHS`` epochs in the time left.
+   training image size) that still trains ``FINAL_MIN_EPOCHS`` epochs in the time left
+   (and at least as many images as it saw in the run that made it the best).
    Time left after it (it stopped at its epoch limit) continues it with a new cycle,
    unless it is at its ceiling.
 
@@ -58,7 +59,8 @@ FINAL_EPOCHS_FACTOR = 5
 """The final run trains as many epochs as fit before the deadline, up to this many
 times ``--epochs``."""
 FINAL_MIN_EPOCHS = 10
-"""A larger size of the final candidate is chosen only when this many epochs of it fit."""
+"""A larger size of the final candidate is chosen only when this many epochs of it fit,
+and as many as it saw images in the run that made it the best (more on small data)."""
 CONTINUE_AT_LEAST = 5
 """Epochs that must fit in the time left for the best trial to be continued."""
 CEILING = 0.9999
@@ -124,6 +126,8 @@ class Outcome:
     epochs_trained: int = 0
     epochs_planned: int = 0
     """The epoch limit it was given: trained fewer, it stopped for time or patience."""
+    images_seen: int = 0
+    """Training images over all its epochs."""
 
     @property
     def fixed_seconds(self) -> float:
@@ -320,7 +324,12 @@ class Policy:
             self._stage = FINAL
             best = self._best((SCREEN, SECOND))
             if best is not None:
-                self._queue = [Run(self._sized(best.candidate, remaining), FINAL, self._many())]
+                # a larger size must not cut the training the candidate was judged on:
+                # on 320 photos, 26 epochs at 128 pixels and width 64 (the largest of which
+                # 10 fit) ranked below its 38-epoch screen at 64 pixels (0.662, 0.688)
+                epochs = max(FINAL_MIN_EPOCHS, math.ceil(best.images_seen / self.train_images))
+                sized = self._sized(best.candidate, remaining, epochs)
+                self._queue = [Run(sized, FINAL, self._many())]
                 return True
             if not self.outcomes and (self.candidates or self.tuner):
                 first = self.candidates[0] if self.candidates else None  # None: the tuner's
@@ -331,9 +340,11 @@ class Policy:
             return self._plan_continuation(remaining)
         return False
 
-    def _sized(self, candidate: Candidate, remaining: float) -> Candidate:
-        """``candidate`` at the largest sizes that train ``FINAL_MIN_EPOCHS`` epochs on all
-        images in the time left (the cheapest when none do). Sizes are chosen afresh:
+    def _sized(
+        self, candidate: Candidate, remaining: float, epochs: int = FINAL_MIN_EPOCHS
+    ) -> Candidate:
+        """``candidate`` at the largest sizes that train ``epochs`` epochs on all images
+        in the time left (the cheapest when none do). Sizes are chosen afresh:
         what it was screened at was a fidelity, not a choice. Not measured yet: its
         screening sizes."""
         dimensions = self.sizes.get(candidate.architecture, [])
@@ -350,7 +361,7 @@ class Policy:
             own = tuple(d.cost(option) for d in dimensions)
             return (math.prod(own), own)
 
-        fitting = [o for o in options if FINAL_MIN_EPOCHS * epoch * rank(o)[0] <= time_left]
+        fitting = [o for o in options if epochs * epoch * rank(o)[0] <= time_left]
         chosen = max(fitting, key=rank) if fitting else min(options, key=rank)
         values = {k: v for k, v in candidate.values if k not in chosen}
         values |= {
@@ -358,7 +369,7 @@ class Policy:
         }
         if values != dict(candidate.values):  # defaults stay implicit, as in screening
             said = ", ".join(f"{name.rsplit('/', 1)[-1]}={v}" for name, v in chosen.items())
-            fit = f"{FINAL_MIN_EPOCHS}+ epochs fit" if fitting else "the smallest"
+            fit = f"{epochs}+ epochs fit" if fitting else "the smallest"
             self.notes.append(
                 f"{candidate.architecture}: final run at {said} ({fit} in {time_left:.0f} s)"
             )
