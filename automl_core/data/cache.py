@@ -138,12 +138,14 @@ class ImageCache:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """This process alone in the store (other loads wait), until the block ends."""
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        """This process alone in the store (other loads wait), until the block ends. A POSIX
+        record lock: the kernel drops it when the process dies, and forked decoders do not
+        inherit it (a decoder orphaned by a killed search cannot keep the store locked)."""
+        fcntl.lockf(self._lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            fcntl.lockf(self._lock, fcntl.LOCK_UN)
 
     def _collect(self) -> None:
         """Remove the chunk files the index does not name: left by a writer that was killed

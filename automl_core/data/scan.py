@@ -46,7 +46,7 @@ class Scan:
     subsets: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    """What a user should know about how the source was read (left-out folders)."""
+    """What a user should know about how the source was read: folders left out, empty classes."""
 
     def add(self, path: str, stat: os.stat_result, label: str, subset: int) -> None:
         if stat.st_size == 0:
