@@ -179,7 +179,7 @@ class ImageCache:
     def _new_chunk(self, rows: int) -> str:
         """A new chunk file of ``rows`` zeroed rows, created exclusively under a name no one
         can guess; the index names it only once its rows are written."""
-        handle, path = tempfile.mkstemp(suffix=".npy", dir=self.chunks)
+        handle, path = tempfile.mkstemp(".npy", "chunk-", self.chunks)
         os.close(handle)
         target = np.lib.format.open_memmap(
             path, mode="w+", dtype=np.uint8, shape=(rows, *self._row)
