@@ -8,8 +8,10 @@ from pathlib import Path
 from conftest import make_image_folder, run_automl
 from PIL import Image
 
-from automl_core.data.scan import CLASS_FOLDERS, SPLIT_FOLDERS, scan
+from automl_core.data.scan import scan
 from automl_plugins.image_folder import load_image_folder
+
+CLASS_FOLDERS, SPLIT_FOLDERS = "class folders", "train/val/test folders"
 
 
 def _run_folder(folder: Path) -> Path:
