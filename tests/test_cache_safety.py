@@ -32,7 +32,7 @@ folder, go, out = sys.argv[1:]
 found = scan(folder)
 while not Path(go).exists():
     time.sleep(0.01)
-for _ in range(10):  # each listing's rows are scattered by the one before: every load compacts
+for _ in range(30):  # each listing's rows are scattered by the one before: every load compacts
     for part in (slice(0, None, 2), slice(1, None, 2), slice(None)):
         cache = ImageCache(cache_root(), 16)
         try:
