@@ -1,8 +1,9 @@
 """The ``image_folder`` dataset: class subfolders, train/val(/test) folders or a CSV.
 
 Images are decoded once into a per-file disk cache (``automl_core.data.cache``) keyed by
-each file's path, size and modification time plus the target size, so a second search
-on the same folder skips decoding and a changed file re-decodes alone.
+each file's path, size, modification time, status change time and inode plus the target
+size, so a second search on the same folder skips decoding and a changed file re-decodes
+alone.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def load_image_folder(
             f"(e.g. {first['path']}: {first['reason']})"
         )
     class_names = sorted({found.labels[i] for i in good})
+    lost = sorted(set(found.labels) - set(class_names))
+    warnings = found.warnings + [
+        f"class {name!r} left out: none of its files is a readable image" for name in lost
+    ]
     if len(class_names) == 1:
         raise UsageError(
             f"only one class ({class_names[0]!r}) in {source!r}: a classifier needs "
@@ -70,6 +75,7 @@ def load_image_folder(
         cache=str(cache.path),
         subset=np.asarray([found.subsets[i] for i in good], dtype=np.int8),
         layout=found.layout,
+        warnings=warnings,
         cache_stats={"decoded": loaded.decoded, "reused": loaded.reused},
     )
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
 from conftest import make_image_folder
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from automl_core.data.dataset import ImageData, default_val_split, split
 from automl_core.data.decode import _decode_plain_jpeg, _decode_with_pillow, decode_image
@@ -57,6 +58,23 @@ def test_fast_jpeg_path_gives_pillows_pixels(tmp_path, size):
         assert np.abs(ours - pillow).max() <= 2, name  # JPEG decoder tolerance
     turned, upright = (decode_image(tmp_path / n, size) for n in ("turned.jpg", "upright.jpg"))
     assert np.array_equal(turned, np.rot90(upright, k=-1))  # orientation 6: 90 deg clockwise
+
+
+def test_a_large_non_image_is_turned_down_from_its_header(tmp_path):
+    video = tmp_path / "holiday.jpg"
+    with open(video, "wb") as handle:
+        handle.write(b"\x00\x00\x00\x18ftypmp42 not a picture")
+        handle.truncate(64 * 2**20)  # sparse: 64 MiB on paper, nothing on disk
+    with pytest.raises(UnidentifiedImageError):
+        decode_image(video, 16)  # once first: Pillow imports its format plugins
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnidentifiedImageError):
+            decode_image(video, 16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the header was read, not the 64 MiB
 
 
 def test_split_is_stratified_and_seeded():

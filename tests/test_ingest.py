@@ -204,8 +204,8 @@ def test_an_unchanged_folder_is_found_by_its_listing_without_per_file_lookups(
     changed = load()
     assert (changed.by_listing, changed.decoded) == (False, 1)
     assert load().by_listing
-    os.utime(touched, ns=(before, before))  # the first listing again, but its rows were
-    restored = load()  # compacted away: the index, not a stale listing, decides
+    os.utime(touched, ns=(before, before))  # the old mtime, but a new status change time:
+    restored = load()  # the index, not a stale listing, decides
     assert (restored.by_listing, restored.decoded) == (False, 1)
     assert np.array_equal(restored.images, first.images)
 

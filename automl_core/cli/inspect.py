@@ -67,6 +67,8 @@ def inspect_source(source: str, test: str | None = None) -> dict:
     return {
         "source": found.source,
         "layout": found.layout,
+        "layout_reason": found.reason,
+        "warnings": found.warnings,
         "files": len(found.paths) + len(found.skipped),
         "images": len(good),
         **_classes(found, good),
@@ -96,7 +98,7 @@ def probe_files(paths: list[str]) -> list[dict]:
 
 
 def _extend(found: Scan, other: Scan) -> None:
-    for name in ("paths", "stats", "labels", "subsets", "skipped"):
+    for name in ("paths", "stats", "labels", "subsets", "skipped", "warnings"):
         getattr(found, name).extend(getattr(other, name))
 
 
@@ -158,6 +160,9 @@ def print_report(report: dict, console) -> None:
         f"[bold]{report['source']}[/] ({report['layout']}): {report['images']} usable images "
         f"of {report['files']} files, {len(report['classes'])} classes"
     )
+    console.print(f"layout: {report['layout']}: {report['layout_reason']}", markup=False)
+    for warning in report["warnings"]:
+        console.print(f"warning: {warning}", markup=False)
     table = Table(title="Classes")
     table.add_column("class")
     table.add_column("images", justify="right")

@@ -1,28 +1,37 @@
 """The decode-once image cache: per-file entries, memory-mapped rows, parallel decoding.
 
 One store per target size: ``chunks/*.npy`` hold decoded uint8 rows, and an SQLite index
-maps each file's path to its row, keyed by the file's size and modification time (or
-records why the file could not be used). A changed, added or removed file re-decodes only
-that file. When the rows a dataset needs are not one contiguous run of one chunk, they
-are copied (disk to disk) into a new chunk, so the next load is a single memory map.
-Each listing loaded (every path with its size and modification time, in order) is
+maps each file's path to its row, keyed by the file's size, modification time, status
+change time and inode (so a file rewritten in place keeping its size and mtime is seen),
+or records why the file is not a usable image. A file that could not be read at all
+(permissions, I/O) is never recorded: the next load tries it again. A changed, added or
+removed file re-decodes only that file. When the rows a dataset needs are not one
+contiguous run of one chunk, they are copied (disk to disk) into a new chunk, so the next
+load is a single memory map. Each listing loaded (every path with its key, in order) is
 remembered by its digest with where its rows are, so an unchanged folder maps its rows
 straight away, without looking up each file.
+
+Loads of one store take turns (a lock file), so searches started together never see each
+other's half-written chunks or lose a chunk to the other's compaction; each load first
+removes chunk files the index does not name (left by a killed writer). The store is
+readable by its owner only: folders 0o700, files 0o600.
 """
 
 from __future__ import annotations
 
 import array
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
 import sqlite3
 import sys
-import uuid
+import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +39,7 @@ import numpy as np
 
 from automl_core.data.decode import decode_image
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 BATCH = 2048
 """Most files per parallel task: large enough to amortise a task, small enough for progress."""
 TASKS_PER_WORKER = 4
@@ -40,6 +49,8 @@ INLINE_BELOW = 64
 COPY_ROWS = 4096
 """Rows copied at a time when compacting, so memory stays bounded for any dataset size."""
 CACHE_ENV = "AUTOML_CACHE_DIR"
+UNREADABLE = "unreadable: "
+"""How the reason for a file that could not be read begins: never cached, tried again."""
 
 
 def cache_root() -> Path:
@@ -68,38 +79,47 @@ class ImageCache:
         self.size = size
         self.path = Path(root) / f"v{CACHE_VERSION}" / f"size-{size}"
         self.chunks = self.path / "chunks"
-        self.chunks.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path / "index.sqlite", timeout=60, isolation_level=None)
+        private_folder(self.chunks)
+        self._lock = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        index = self.path / "index.sqlite"
+        os.close(os.open(index, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite's journals copy
+        self.db = sqlite3.connect(index, timeout=60, isolation_level=None)  # its mode
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-            "mtime INTEGER, chunk TEXT, row INTEGER, error TEXT)"
+            "mtime INTEGER, ctime INTEGER, inode INTEGER, chunk TEXT, row INTEGER, error TEXT)"
         )
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS listings (digest TEXT PRIMARY KEY, chunk TEXT, "
             "start INTEGER, count INTEGER, errors TEXT)"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS chunks (name TEXT PRIMARY KEY)")
 
     def close(self) -> None:
         self.db.close()
+        os.close(self._lock)
 
-    def load(self, paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> Loaded:
-        """The decoded pixels of ``paths``, decoding only files new or changed since cached."""
-        digest = listing_digest(paths, stats)
-        recalled = self._recall(digest, len(paths))
-        if recalled is not None:
-            return recalled
-        known = {
-            path: (size, mtime, chunk, row, error)
-            for path, size, mtime, chunk, row, error in self.db.execute("SELECT * FROM files")
-        }
+    def load(self, paths: Sequence[str], stats: Sequence[tuple[int, ...]]) -> Loaded:
+        """The decoded pixels of ``paths``, decoding only files new or changed since cached.
+
+        ``stats`` holds each path's ``(size, mtime_ns, ctime_ns, inode)``. Other loads of
+        this store wait until this one is done.
+        """
+        with self._locked():
+            self._collect()
+            digest = listing_digest(paths, stats)
+            return self._recall(digest, len(paths)) or self._load(paths, stats, digest)
+
+    def _load(self, paths, stats, digest: str) -> Loaded:
+        """``load`` looking up each file in the index."""
+        known = {path: tuple(entry) for path, *entry in self.db.execute("SELECT * FROM files")}
         entries, todo = [], []
         for i, (path, stat) in enumerate(zip(paths, stats, strict=True)):
             entry = known.get(path)
-            if entry is None or entry[:2] != stat:
+            if entry is None or entry[:4] != tuple(stat):
                 todo.append(i)
                 entries.append(None)
             else:
-                entries.append(entry[2:])
+                entries.append(entry[4:])
         if todo:
             for i, entry in zip(todo, self._decode(paths, stats, todo), strict=True):
                 entries[i] = entry
@@ -108,12 +128,32 @@ class ImageCache:
         where = self._contiguous(rows) if rows else (None, 0)
         if where is None:
             where = self._compact(paths, entries, rows)
-        self.db.execute(
-            "INSERT OR REPLACE INTO listings VALUES (?, ?, ?, ?, ?)",
-            (digest, *where, len(rows), json.dumps(errors)),
-        )
+        if not any(error.startswith(UNREADABLE) for error in errors.values()):
+            self.db.execute(
+                "INSERT OR REPLACE INTO listings VALUES (?, ?, ?, ?, ?)",
+                (digest, *where, len(rows), json.dumps(errors)),
+            )
         images = self._rows(*where, len(rows))
         return Loaded(images, errors, decoded=len(todo), reused=len(paths) - len(todo))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process alone in the store (other loads wait), until the block ends. A POSIX
+        record lock: the kernel drops it when the process dies, and forked decoders do not
+        inherit it (a decoder orphaned by a killed search cannot keep the store locked)."""
+        fcntl.lockf(self._lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._lock, fcntl.LOCK_UN)
+
+    def _collect(self) -> None:
+        """Remove the chunk files the index does not name: left by a writer that was killed
+        (no writer is in flight while this process holds the lock)."""
+        named = {name for (name,) in self.db.execute("SELECT name FROM chunks")}
+        for name in os.listdir(self.chunks):
+            if name not in named:
+                (self.chunks / name).unlink(missing_ok=True)
 
     def _recall(self, digest: str, files: int) -> Loaded | None:
         """The rows of a listing loaded before, unchanged since; ``None`` if not known."""
@@ -125,7 +165,7 @@ class ImageCache:
         chunk, start, count, errors = known
         try:
             images = self._rows(chunk, start, count)
-        except FileNotFoundError:  # compacted away by another process since
+        except FileNotFoundError:  # removed by hand: look up each file instead
             return None
         errors = {int(i): error for i, error in json.loads(errors).items()}
         return Loaded(images, errors, decoded=0, reused=files, by_listing=True)
@@ -136,12 +176,19 @@ class ImageCache:
             return np.zeros((0, *self._row), dtype=np.uint8)
         return np.load(self.chunks / chunk, mmap_mode="r")[start : start + count]
 
-    def _decode(self, paths, stats, todo: list[int]) -> list[tuple]:
-        chunk = f"{uuid.uuid4().hex}.npy"
+    def _new_chunk(self, rows: int) -> str:
+        """A new chunk file of ``rows`` zeroed rows, created exclusively under a name no one
+        can guess; the index names it only once its rows are written."""
+        handle, path = tempfile.mkstemp(".npy", "chunk-", self.chunks)
+        os.close(handle)
         target = np.lib.format.open_memmap(
-            self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(todo), *self._row)
+            path, mode="w+", dtype=np.uint8, shape=(rows, *self._row)
         )
-        del target  # created on disk; the workers write into it
+        del target  # sized on disk; the writers write into it
+        return Path(path).name
+
+    def _decode(self, paths, stats, todo: list[int]) -> list[tuple]:
+        chunk = self._new_chunk(len(todo))
         batches = [
             (str(self.chunks / chunk), self.size, part.start, [paths[i] for i in todo[part]])
             for part in batch_slices(len(todo))
@@ -151,11 +198,13 @@ class ImageCache:
             (None, None, error) if error else (chunk, row, None) for row, error in enumerate(errors)
         ]
         self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT INTO chunks VALUES (?)", (chunk,))
         self.db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (paths[i], *stats[i], chunk, row, error)
                 for i, (chunk, row, error) in zip(todo, entries, strict=True)
+                if not (error or "").startswith(UNREADABLE)
             ],
         )
         self.db.execute("COMMIT")
@@ -171,10 +220,8 @@ class ImageCache:
     def _compact(self, paths, entries, rows) -> tuple[str, int]:
         """Copy the needed rows into one new chunk, point the index at it, drop dead chunks
         (and the listings in them) and the entries of files that no longer exist."""
-        chunk = f"{uuid.uuid4().hex}.npy"
-        target = np.lib.format.open_memmap(
-            self.chunks / chunk, mode="w+", dtype=np.uint8, shape=(len(rows), *self._row)
-        )
+        chunk = self._new_chunk(len(rows))
+        target = np.load(self.chunks / chunk, mmap_mode="r+")
         sources = {}
         for start in range(0, len(rows), COPY_ROWS):
             for k, (source, row) in enumerate(rows[start : start + COPY_ROWS], start):
@@ -185,7 +232,7 @@ class ImageCache:
         del target, sources
         good = [paths[i] for i, (_, _, error) in enumerate(entries) if error is None]
         self.db.execute("BEGIN IMMEDIATE")
-        before = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
+        self.db.execute("INSERT INTO chunks VALUES (?)", (chunk,))
         self.db.executemany(
             "UPDATE files SET chunk = ?, row = ? WHERE path = ?",
             [(chunk, row, path) for row, path in enumerate(good)],
@@ -193,11 +240,13 @@ class ImageCache:
         others = self.db.execute("SELECT path FROM files WHERE chunk IS NOT ?", (chunk,))
         gone = [(path,) for (path,) in others if not os.path.exists(path)]
         self.db.executemany("DELETE FROM files WHERE path = ?", gone)  # removed files
-        after = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
-        self.db.executemany("DELETE FROM listings WHERE chunk = ?", [(c,) for c in before - after])
+        live = {c for (c,) in self.db.execute("SELECT DISTINCT chunk FROM files")}
+        dead = [(c,) for (c,) in self.db.execute("SELECT name FROM chunks") if c not in live]
+        self.db.executemany("DELETE FROM listings WHERE chunk = ?", dead)
+        self.db.executemany("DELETE FROM chunks WHERE name = ?", dead)
         self.db.execute("COMMIT")
-        for dead in before - after:  # only chunks the index used to name: never one in flight
-            (self.chunks / dead).unlink(missing_ok=True)
+        for (name,) in dead:  # a kill before this leaves them to the next _collect
+            (self.chunks / name).unlink(missing_ok=True)
         return chunk, 0
 
     @property
@@ -205,9 +254,16 @@ class ImageCache:
         return (self.size, self.size, 3)
 
 
-def listing_digest(paths: Sequence[str], stats: Sequence[tuple[int, int]]) -> str:
-    """A digest of every path with its size and modification time, in order: one pass over
-    the listing the scan made anyway, equal only when no file was added, removed or changed."""
+def private_folder(path: Path) -> None:
+    """Create ``path`` and its missing parents, each accessible by its owner only."""
+    if not path.parent.exists():
+        private_folder(path.parent)
+    path.mkdir(mode=0o700, exist_ok=True)
+
+
+def listing_digest(paths: Sequence[str], stats: Sequence[tuple[int, ...]]) -> str:
+    """A digest of every path with its cache key, in order: one pass over the listing the
+    scan made anyway, equal only when no file was added, removed or changed."""
     digest = hashlib.blake2b("\0".join(paths).encode("utf-8", "surrogateescape"))
     digest.update(array.array("q", [value for stat in stats for value in stat]).tobytes())
     return digest.hexdigest()
@@ -242,6 +298,8 @@ def describe_error(error: Exception) -> str:
 
     if isinstance(error, UnidentifiedImageError):
         return "not an image (content not recognised)"
+    if isinstance(error, OSError) and error.errno is not None:  # opening or reading failed
+        return UNREADABLE + (error.strerror or str(error))
     if isinstance(error, Image.DecompressionBombError):
         return f"decompression bomb (Pillow's guard): {str(error).split(', could be')[0]}"
     message = str(error).splitlines()[0] if str(error) else type(error).__name__

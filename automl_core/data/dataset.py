@@ -38,6 +38,8 @@ class ImageData:
     layout: str = "class folders"
     cache_stats: dict[str, int] = field(default_factory=dict)
     """What loading cost: ``{"decoded": ..., "reused": ...}`` images."""
+    warnings: list[str] = field(default_factory=list)
+    """How the source was read that a user should know (folders or classes left out)."""
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -56,6 +58,7 @@ class ImageData:
             "skipped": self.skipped,
             "cache": self.cache,
             "cache_stats": self.cache_stats,
+            "warnings": self.warnings,
         }
 
     def subset_counts(self) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,18 +22,21 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     like Keras's ``image_dataset_from_directory``) with bilinear filtering. Plain JPEGs
     take libjpeg-turbo's fast path (same pixels), everything else Pillow's. Raises
     ``OSError`` (or Pillow's ``UnidentifiedImageError`` / ``DecompressionBombError``)
-    for a file that is not a readable image.
+    for a file that is not a readable image. Only a JPEG is read whole at once; any other
+    file is identified from its header first, so a large non-image costs a few bytes.
     """
     with open(path, "rb") as handle:
-        data = handle.read()
-    if data.startswith(JPEG_MAGIC):
-        pixels = _decode_plain_jpeg(data, size)
-        if pixels is not None:
-            return pixels
+        if handle.read(len(JPEG_MAGIC)) != JPEG_MAGIC:
+            handle.seek(0)
+            return _decode_with_pillow(handle, size)
+        data = JPEG_MAGIC + handle.read()
+    pixels = _decode_plain_jpeg(data, size)
+    if pixels is not None:
+        return pixels
     return _decode_with_pillow(io.BytesIO(data), size)
 
 
-def _decode_with_pillow(file: io.BytesIO, size: int) -> np.ndarray:
+def _decode_with_pillow(file: BinaryIO, size: int) -> np.ndarray:
     """``decode_image`` for any format Pillow reads: the general (and fallback) path."""
     from PIL import Image, ImageOps
 

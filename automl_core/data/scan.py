@@ -1,7 +1,11 @@
 """Find the images of a dataset source and their labels, without decoding anything.
 
-Three layouts: one subfolder per class; ``train/`` + ``val/`` (+ ``test/``) folders each
-holding class subfolders; a CSV of ``path,label`` (optionally ``,split``). Files are not
+Three layouts: one subfolder per class; ``train/`` + ``val/`` and/or ``test/`` folders each
+holding class subfolders; a CSV of ``path,label`` (optionally ``,split``). A folder is
+taken as train/val/test folders when it holds ``train/`` and ``val/`` (or ``valid/``,
+``validation/``) or ``test/``; any other folder beside them is left out with a warning.
+Folders that are never data are ignored and listed: hidden ones, ``__MACOSX``,
+``lost+found`` and automl's own run folders (and a ``runs/`` holding them). Files are not
 judged by extension (the decoder identifies them by content); hidden and empty files,
 broken links and link loops are set aside with a reason.
 """
@@ -15,8 +19,15 @@ from pathlib import Path
 
 from automl_core.data.dataset import SUBSETS, TEST, TRAIN, UNASSIGNED, VAL
 from automl_core.errors import UsageError
+from automl_core.rundir import RunDir
 
 SUBSET_FOLDERS = {"train": TRAIN, "val": VAL, "valid": VAL, "validation": VAL, "test": TEST}
+CLASS_FOLDERS, SPLIT_FOLDERS, CSV = "class folders", "train/val/test folders", "csv"
+JUNK_FOLDERS = {"__MACOSX": "macOS archive metadata", "lost+found": "file system recovery"}
+"""Folders that archives and file systems leave, by name -> what they are."""
+RUNS = "runs"
+INODE_BITS = 2**63 - 1
+"""An inode folded into 63 bits: the cache keeps keys as signed 64-bit integers."""
 
 
 @dataclass
@@ -25,19 +36,25 @@ class Scan:
 
     source: str
     layout: str
+    reason: str = ""
+    """Why this layout was chosen, for ``automl inspect``."""
     paths: list[str] = field(default_factory=list)
-    stats: list[tuple[int, int]] = field(default_factory=list)
-    """``(size, mtime_ns)`` per path: with the path, the cache key of its decoded pixels."""
+    stats: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """``(size, mtime_ns, ctime_ns, inode)`` per path: with the path, the cache key of its
+    decoded pixels (ctime and inode catch a file rewritten keeping its size and mtime)."""
     labels: list[str] = field(default_factory=list)
     subsets: list[int] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What a user should know about how the source was read: folders left out, empty classes."""
 
     def add(self, path: str, stat: os.stat_result, label: str, subset: int) -> None:
         if stat.st_size == 0:
             self.skip(path, "empty file (0 bytes)")
             return
         self.paths.append(path)
-        self.stats.append((stat.st_size, stat.st_mtime_ns))
+        inode = stat.st_ino & INODE_BITS
+        self.stats.append((stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, inode))
         self.labels.append(label)
         self.subsets.append(subset)
 
@@ -65,17 +82,15 @@ def scan(source: str | Path, subset: int | None = None) -> Scan:
 
 def _scan_folder(root: Path) -> Scan:
     seen = {_identity(root)}
-    found = Scan(str(root), "class folders")
+    found = Scan(str(root), CLASS_FOLDERS)
     top = _children(root, seen, found)
     dirs = {name: path for name, path, is_dir in top if is_dir}
-    splits = {name.lower() for name in dirs}
-    if {"train"} <= splits <= set(SUBSET_FOLDERS) and splits & {"val", "valid", "validation"}:
-        found.layout = "train/val/test folders"
-        for name, path in sorted(dirs.items()):
-            _scan_classes(
-                found, _children(Path(path), seen, found), SUBSET_FOLDERS[name.lower()], seen
-            )
+    splits = {name: path for name, path in dirs.items() if name.lower() in SUBSET_FOLDERS}
+    kinds = {SUBSET_FOLDERS[name.lower()] for name in splits}
+    if TRAIN in kinds and len(kinds) > 1:
+        _scan_splits(found, top, splits, seen)
     else:
+        found.reason = "no train/ beside val/ or test/ at the top, so each subfolder is a class"
         _scan_classes(found, top, UNASSIGNED, seen)
     if not dirs:
         what = "is empty" if not top else "has no class subfolders"
@@ -86,18 +101,40 @@ def _scan_folder(root: Path) -> Scan:
     return found
 
 
+def _scan_splits(found: Scan, top: list, splits: dict[str, str], seen: set) -> None:
+    """The train/val/test layout: class folders inside each split folder; the rest unused."""
+    names = ", ".join(f"{name}/" for name in sorted(splits))
+    found.layout = SPLIT_FOLDERS
+    found.reason = f"{names} at the top, so the images are split as those folders say"
+    others = [(name, path, is_dir) for name, path, is_dir in top if name not in splits]
+    for _, path, _ in others:
+        found.skip(path, f"not inside {names}: unused in a train/val/test layout")
+    if folders := [f"{name}/" for name, _, is_dir in others if is_dir]:
+        found.warnings.append(
+            f"{', '.join(folders)} left out: beside {names} only those folders are read; "
+            "move the others out of the dataset folder"
+        )
+    for name, path in sorted(splits.items()):
+        subset = SUBSET_FOLDERS[name.lower()]
+        _scan_classes(found, _children(Path(path), seen, found), subset, seen)
+
+
 def _scan_classes(found: Scan, entries: list, subset: int, seen: set) -> None:
     """Each folder in ``entries`` is a class holding images at any depth."""
     for name, path, is_dir in entries:
         if not is_dir:
             found.skip(path, "not inside a class folder")
             continue
+        before = len(found.paths)
         for file, stat in _walk(Path(path), seen, found):
             found.add(file, stat, name, subset)
+        if len(found.paths) == before:
+            found.warnings.append(f"class folder {path} has no files: no {name!r} images")
 
 
 def _children(folder: Path, seen: set, found: Scan) -> list[tuple[str, str, bool]]:
-    """``(name, path, is_dir)`` of a folder's visible entries, sorted; the rest skipped."""
+    """``(name, path, is_dir)`` of a folder's entries that may be data, sorted; the rest
+    skipped with the reason."""
     children = []
     with os.scandir(folder) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
@@ -107,6 +144,10 @@ def _children(folder: Path, seen: set, found: Scan) -> list[tuple[str, str, bool
                 continue
             try:
                 is_dir = entry.is_dir()
+                ignored = _not_data(entry.name, Path(entry.path)) if is_dir else None
+                if ignored:
+                    found.skip(entry.path, f"ignored: {ignored}")
+                    continue
                 if is_dir and entry.is_symlink():
                     identity = _identity(Path(entry.path))
                     if identity in seen:
@@ -122,6 +163,24 @@ def _children(folder: Path, seen: set, found: Scan) -> list[tuple[str, str, bool
                 continue
             children.append((entry.name, entry.path, is_dir))
     return children
+
+
+def _not_data(name: str, folder: Path) -> str | None:
+    """Why a folder is never data (``None`` if it may be): what archives and file systems
+    leave, automl's own run folders."""
+    if name in JUNK_FOLDERS:
+        return f"{JUNK_FOLDERS[name]} ({name})"
+    if _is_run(folder):
+        return "an automl run folder"
+    if name == RUNS and any(_is_run(child) for child in folder.iterdir()):
+        return "automl run folders (runs/)"
+    return None
+
+
+def _is_run(folder: Path) -> bool:
+    """Whether ``folder`` is a search's run directory."""
+    run = RunDir(folder)
+    return run.config.is_file() and run.state.is_file()
 
 
 def _walk(folder: Path, seen: set, found: Scan):
@@ -143,7 +202,7 @@ def _identity(folder: Path) -> tuple[int, int]:
 
 
 def _scan_csv(path: Path) -> Scan:
-    found = Scan(str(path), "csv")
+    found = Scan(str(path), CSV, "a CSV file of path,label")
     base = path.resolve().parent
     with open(path, newline="", encoding="utf-8-sig") as handle:
         rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
