@@ -35,9 +35,9 @@ def register_commands(subcommands):
         "--output",
         default=None,
         metavar="PATH",
-        help="the artifact to write (a file, or the SavedModel folder); a folder to write "
-        "into when PATH ends in / or is a folder, or with several formats (default "
-        "RUN_DIR/winner/); labels.json goes inside a folder model, beside a file",
+        help="the artifact to write: a file, or the SavedModel folder; a folder to write into "
+        "if PATH ends in /, is a folder the artifact would not replace, or with several "
+        "formats (default: RUN_DIR/winner/)",
     )
     export.set_defaults(handler=run_export)
 
@@ -45,7 +45,8 @@ def register_commands(subcommands):
         "predict",
         help="classify images with an exported model",
         description="Classify image files (or every image in folders) with a .keras, .onnx "
-        "or .tflite file, a SavedModel folder, or a run directory's winner.",
+        "or .tflite file, a SavedModel folder, or a run directory's winner. Images are "
+        "streamed in batches; unreadable ones are skipped and listed on stderr.",
     )
     predict.add_argument(
         "model",
