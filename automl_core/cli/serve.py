@@ -75,6 +75,7 @@ def register_commands(subcommands):
 
 def run_export(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from automl_core.results.export import export_formats, load_winner
 
@@ -84,12 +85,12 @@ def run_export(args: argparse.Namespace) -> int:
     for key, record in records.items():
         change = record.get("accuracy_change")
         console.print(
-            f"[green]{key}[/]: {record['path']} verified with {record['runtime']} on "
+            f"[green]{key}[/]: {escape(record['path'])} verified with {record['runtime']} on "
             f"{record['images']} validation images: top-1 agreement "
             f"{record['top1_agreement']:.1%}, max prob diff {record['max_abs_diff']:.2g}"
             + ("" if change is None else f", accuracy change {change:+.1%}")
         )
-    console.print(f"model card: {winner.dir.card_md}")
+    console.print(f"model card: {winner.dir.card_md}", markup=False)
     return 0
 
 
@@ -110,7 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
     files = image_files(args.images)
     predictor = load_predictor(args.model)
     top_k = min(args.top_k, len(predictor.classes))
-    errors = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+    errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
     with (
         _output(args.csv) as stream,
         Progress(console=errors, disable=not (args.csv and errors.is_terminal)) as progress,
