@@ -129,14 +129,14 @@ def test_int8_export_from_the_cli_into_another_folder(run_dir, tmp_path):
     assert record["accuracy"] >= 2 / 3
 
 
-def test_o_names_the_saved_model_and_predict_takes_it_from_the_real_cli(own_run, tmp_path):
+def test_o_names_the_saved_model_and_predict_takes_it_from_the_real_cli(run_dir, own_run, tmp_path):
     target = tmp_path / "out" / "sm"
     out = run_automl("export", own_run, "--format", "saved_model", "-o", target)
     assert out.returncode == 0, out.stderr
     assert (target / "saved_model.pb").is_file()
     assert json.loads((target / "labels.json").read_text()) == ["blue", "green", "red"]
     assert [p.name for p in target.parent.iterdir()] == ["sm"]  # nothing else left beside
-    image = own_run.parent / "images" / "red" / "000.jpg"
+    image = run_dir.parent / "images" / "red" / "000.jpg"
     pixels = decode_image(image, 16).astype("float32")[None]
     top1 = ["blue", "green", "red"][keras_probabilities(own_run, pixels).argmax()]
     predicted = run_automl("predict", target, image, "--top-k", "1")
