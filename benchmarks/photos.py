@@ -124,12 +124,11 @@ def run(name: str, search_dir: Path, holdout_dir: Path, work: Path, flags: list[
 
 def holdout_accuracy(run_dir: Path, holdout_dir: Path) -> float:
     """The exported winner on the held-out photos, decoded as `automl predict` does."""
-    from automl_core.results.predict import image_files, load_images, load_predictor
+    from automl_core.results.predict import classify, image_files, load_predictor
 
     predictor = load_predictor(run_dir / "winner" / "model.keras")
     files = image_files([holdout_dir])
-    probabilities = predictor.predict(load_images(files, predictor.input_size))
-    predicted = [predictor.classes[i] for i in np.argmax(probabilities, axis=1)]
+    predicted = [r["top"][0]["class"] for r in classify(predictor, files, top_k=1)]
     return float(np.mean([p == f.parent.name for p, f in zip(predicted, files, strict=True)]))
 
 

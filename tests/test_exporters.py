@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from conftest import run_automl
 
+from automl_core.data.decode import decode_image
+from automl_core.errors import UsageError
 from automl_core.plugin.manager import load_plugins
 from automl_core.results.export import export_formats, load_winner
 from automl_core.results.predict import load_predictor
@@ -29,6 +32,12 @@ def run_dir(exported_run):
 def pixels():
     """Raw-pixel images, as a user would hand the model."""
     return np.random.default_rng(1).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+
+
+@pytest.fixture
+def own_run(run_dir, tmp_path):
+    """A copy of the shared run, for exports that rewrite its model card."""
+    return shutil.copytree(run_dir, tmp_path / "run")
 
 
 def card(run_dir) -> dict:
@@ -118,6 +127,52 @@ def test_int8_export_from_the_cli_into_another_folder(run_dir, tmp_path):
     assert 0 <= record["top1_agreement"] <= 1
     # int8 is calibrated on training images: it still tells the tinted classes apart.
     assert record["accuracy"] >= 2 / 3
+
+
+def test_o_names_the_saved_model_and_predict_takes_it_from_the_real_cli(run_dir, own_run, tmp_path):
+    target = tmp_path / "out" / "sm"
+    out = run_automl("export", own_run, "--format", "saved_model", "-o", target)
+    assert out.returncode == 0, out.stderr
+    assert (target / "saved_model.pb").is_file()
+    assert json.loads((target / "labels.json").read_text()) == ["blue", "green", "red"]
+    assert [p.name for p in target.parent.iterdir()] == ["sm"]  # nothing else left beside
+    image = run_dir.parent / "images" / "red" / "000.jpg"
+    pixels = decode_image(image, 16).astype("float32")[None]
+    top1 = ["blue", "green", "red"][keras_probabilities(own_run, pixels).argmax()]
+    predicted = run_automl("predict", target, image, "--top-k", "1")
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith(f"{image}: {top1} ")
+
+
+def test_o_names_an_onnx_file_and_predict_finds_it_in_its_folder(own_run, tmp_path, pixels):
+    target = tmp_path / "deploy" / "m.onnx"
+    records = export_formats(load_winner(own_run), ["onnx"], output=target)
+    assert records["onnx"]["path"] == str(target.resolve())
+    assert sorted(p.name for p in target.parent.iterdir()) == ["labels.json", "m.onnx"]
+    predictor = load_predictor(target.parent)  # the folder holds one model
+    assert predictor.path == target
+    np.testing.assert_allclose(
+        predictor.predict(pixels), keras_probabilities(own_run, pixels), atol=1e-5
+    )
+
+
+def test_o_is_a_folder_for_several_formats_and_keeps_what_it_holds(own_run, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    export_formats(load_winner(own_run), ["saved_model"], output=folder)  # goes inside
+    export_formats(load_winner(own_run), ["onnx", "tflite"], output=folder)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "labels.json",
+        "model.onnx",
+        "model.tflite",
+        "notes.txt",
+        "saved_model",
+    ]
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert (folder / "saved_model" / "saved_model.pb").is_file()
+    with pytest.raises(UsageError, match="holds several models"):
+        load_predictor(folder)
 
 
 def test_model_card_names_the_classes_in_output_order(run_dir):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from conftest import run_automl
 
 from automl_core.cli.main import main
 from automl_core.data.decode import decode_image
+from automl_core.results.predict import image_files, load_predictor, predict_files
 
 ARTIFACTS = ["model.keras", "saved_model", "model.onnx", "model.tflite", "."]
 
@@ -56,6 +60,63 @@ def test_text_output_from_the_real_cli(run_dir, photos):
     (line,) = out.stdout.splitlines()
     assert line.startswith(f"{image}: {photos[image]} ")
     assert line.count(",") == 2  # top-5 of 3 classes shows all 3
+
+
+def automl_lines(stderr: str) -> list[str]:
+    """automl's own lines on stderr (TensorFlow's start-up lines aside)."""
+    return [line for line in stderr.splitlines() if line.startswith("automl:")]
+
+
+def test_csv_from_the_real_cli_skips_an_unreadable_file_in_the_middle(run_dir, photos, tmp_path):
+    images = shutil.copytree(run_dir.parent / "images", tmp_path / "images")
+    broken = images / "green" / "005_broken.png"  # in the middle of the folder
+    broken.write_bytes(b"\x89PNG not really a png")
+    out = run_automl("predict", run_dir, images, "--csv", tmp_path / "out.csv", "--top-k", "2")
+    assert out.returncode == 0, out.stderr
+    (warning,) = automl_lines(out.stderr)
+    assert warning.startswith(f"automl: warning: cannot decode image {str(broken)!r}")
+    assert warning.endswith("; skipped")
+    assert (
+        out.stdout.strip()
+        == f"{len(photos)} of {len(photos) + 1} images classified into {tmp_path / 'out.csv'}"
+    )
+    with open(tmp_path / "out.csv", newline="") as handle:
+        header, *rows = csv.reader(handle)
+    assert header == ["path", "label", "probability", "label_2", "probability_2"]
+    expected = {
+        str(images / Path(path).relative_to(run_dir.parent / "images")): top1
+        for path, top1 in photos.items()
+    }
+    assert {row[0]: row[1] for row in rows} == expected
+    assert [row[0] for row in rows] == sorted(expected)  # in order, streamed
+    for _, label, first, label_2, second in rows:
+        assert label != label_2
+        assert 1 >= float(first) >= float(second) >= 0
+
+
+def test_batches_are_streamed_one_after_another(run_dir, tmp_path):
+    images = shutil.copytree(run_dir.parent / "images" / "red", tmp_path / "red")
+    files = image_files([images])
+    predictor = load_predictor(run_dir / "winner" / "model.onnx")
+    skipped = []
+    results = predict_files(predictor, files, 1, lambda path, reason: skipped.append(path), 4)
+    first = next(results)
+    files[-1].write_bytes(b"garbage")  # a later batch: not decoded yet
+    rest = list(results)
+    assert [first["image"], *(r["image"] for r in rest)] == list(map(str, files[:-1]))
+    assert skipped == [files[-1]]
+
+
+def test_nothing_readable_is_exit_2_with_every_file_listed(run_dir, tmp_path, capsys):
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / name).write_bytes(b"not an image")
+    model, table = run_dir / "winner" / "model.onnx", tmp_path / "out.csv"
+    assert main(["predict", str(model), str(tmp_path), "--csv", str(table)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line.split("'")[1] for line in lines] == [str(tmp_path / n) for n in ("a.png", "b.jpg")]
+    assert table.read_text().splitlines() == [
+        "path,label,probability,label_2,probability_2,label_3,probability_3"
+    ]
 
 
 def test_model_card_and_labels_agree_with_the_folder(run_dir):

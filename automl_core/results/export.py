@@ -8,6 +8,7 @@ probability difference are recorded. A float export that differs by more than
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,7 @@ from automl_core.data.dataset import DatasetSplit, load_split
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins
 from automl_core.results import model_card
-from automl_core.results.predict import Predictor, load_predictor
+from automl_core.results.predict import Predictor, is_saved_model, load_predictor
 from automl_core.rundir import LABELS, RunDir, WinnerDir, read_json, write_json
 from automl_core.training.evaluate import classification_report
 
@@ -76,14 +77,19 @@ def export_formats(
     """Export and verify each format, then rewrite the model card; returns the records.
 
     ``quantize`` applies to the formats that support it and must be supported by one.
+    ``output`` (``-o``) names the artifact when one format is asked for: that file, or
+    that SavedModel folder. It is a folder to write into instead when it ends in a slash,
+    when it is a folder the artifact would not replace (see ``_place``), and whenever
+    several formats are asked for. The default folder is the winner's.
     """
     components = exporters_for(plugins or load_plugins(), formats, quantize)
-    folder = Path(output) if output else winner.dir.path
+    named = output is not None and len(components) == 1 and not str(output).endswith(("/", os.sep))
+    target = Path(output).absolute() if output is not None else winner.dir.path
     records = {}
     for component in components:
         mode = quantize if quantize in component.tags else None
         key = f"{component.name}_{mode}" if mode else component.name
-        records[key] = _export_one(winner, component, mode, folder)
+        records[key] = _export_one(winner, component, mode, target, named)
     write_card(winner, records)
     return records
 
@@ -127,7 +133,9 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
     return model_card.write(winner.dir, card)
 
 
-def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> dict:
+def _export_one(winner: Winner, component, mode: str | None, target: Path, named: bool) -> dict:
+    """Write one artifact into the folder ``target``, or at ``target`` when ``named``,
+    with ``labels.json`` inside a folder artifact or beside a file; then verify it."""
     from keras.models import load_model
 
     model = load_model(winner.dir.model, compile=False)
@@ -136,9 +144,18 @@ def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> di
         metadata["representative_images"] = winner.data.x_train[:REPRESENTATIVE_IMAGES].astype(
             "float32"
         )
+    folder = target.with_name(f".{target.name}.{os.getpid()}.export") if named else target
     folder.mkdir(parents=True, exist_ok=True)
-    artifact = Path(component.obj(model, folder, metadata))
-    write_json(folder / LABELS, winner.metadata["classes"])
+    try:
+        artifact = Path(component.obj(model, folder, metadata))
+        if named:
+            artifact = _place(artifact, target)
+    finally:
+        if named:
+            shutil.rmtree(folder, ignore_errors=True)
+    write_json(
+        (artifact if artifact.is_dir() else artifact.parent) / LABELS, winner.metadata["classes"]
+    )
     record = verify(winner, artifact, quantized=mode is not None)
     record |= {"format": component.name, "quantize": mode}
     if not mode and record["max_abs_diff"] > TOLERANCE:
@@ -148,6 +165,20 @@ def _export_one(winner: Winner, component, mode: str | None, folder: Path) -> di
             f"difference {record['max_abs_diff']:.2g} > {TOLERANCE}); removed {str(artifact)!r}"
         )
     return record
+
+
+def _place(artifact: Path, target: Path) -> Path:
+    """Move a freshly written ``artifact`` to ``target``, replacing what is there; into
+    ``target`` under its own name when ``target`` is a folder it would not replace (any
+    folder, for a file; for a folder artifact, a folder that is neither empty nor a
+    SavedModel), so that a folder of the user's is never deleted."""
+    if target.is_dir() and not (
+        artifact.is_dir() and (is_saved_model(target) or not any(target.iterdir()))
+    ):
+        target = target / artifact.name
+    _remove(target)
+    artifact.rename(target)
+    return target
 
 
 def verify(winner: Winner, artifact: Path, quantized: bool) -> dict:

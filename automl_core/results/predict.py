@@ -4,15 +4,20 @@ The runtime is chosen by file type: ``.keras`` (Keras, ``safe_mode`` on), a Save
 folder (TensorFlow), ``.onnx`` (onnxruntime), ``.tflite`` (ai-edge-litert). Every
 artifact describes itself: the input size is read from the model's own input signature
 and the class names from ``labels.json`` beside it (inside, for a SavedModel folder).
+
+Files are classified as a stream: a batch is decoded, predicted and handed on before the
+next is read, so memory does not grow with the number of images.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -56,25 +61,43 @@ class Predictor:
 
 def resolve_model(path: str | Path) -> Path:
     """The model file or SavedModel folder ``path`` names; a run or winner folder is
-    taken to mean its ``model.keras``."""
+    taken to mean its ``model.keras``, a folder ``automl export -o`` wrote its one model."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"no such model: {str(path)!r}")
-    if not path.is_dir() or (path / "saved_model.pb").is_file():
+    if not path.is_dir() or is_saved_model(path):
         return path
     for candidate in (WinnerDir(path).model, RunDir(path).winner.model):
         if candidate.is_file():
             return candidate
+    models = sorted(
+        p for p in path.iterdir() if is_saved_model(p) or (p.is_file() and _kind(p) in RUNTIMES)
+    )
+    if len(models) == 1:
+        return models[0]
+    if models:
+        names = ", ".join(p.name for p in models)
+        raise UsageError(f"{str(path)!r} holds several models ({names}): name one of them")
     raise UsageError(
         f"{str(path)!r} holds no model (a run directory without a winner? "
         "give a .keras, .onnx or .tflite file or a SavedModel folder)"
     )
 
 
+def is_saved_model(path: Path) -> bool:
+    """Whether ``path`` is a SavedModel folder."""
+    return (path / "saved_model.pb").is_file()
+
+
+def _kind(path: Path) -> str:
+    """The ``RUNTIMES`` key for a model path: its suffix, or ``saved_model``."""
+    return "saved_model" if path.is_dir() else path.suffix.lower().lstrip(".")
+
+
 def load_predictor(path: str | Path) -> Predictor:
     """Load the model at ``path`` with the runtime its file type calls for."""
     path = resolve_model(path)
-    kind = "saved_model" if path.is_dir() else path.suffix.lower().lstrip(".")
+    kind = _kind(path)
     loader = RUNTIMES.get(kind)
     if loader is None:
         raise UsageError(
@@ -89,9 +112,16 @@ def load_predictor(path: str | Path) -> Predictor:
             "(pip install 'automl[onnx,litert]')"
         ) from error
     except Exception as error:  # each runtime raises its own types for a bad file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"{str(path)!r} is not a readable {kind} model: {reason}") from error
+        raise UsageError(
+            f"{str(path)!r} is not a readable {kind} model: {first_line(error)}"
+        ) from error
     return Predictor(path, runtime, _square_size(path, shape), read_labels(path), run)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_labels(path: Path) -> list[str]:
@@ -187,35 +217,98 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def load_images(files: list[Path], size: int) -> np.ndarray:
-    """Decode ``files`` exactly as training did; an unreadable one is a usage error."""
-    images = []
+def predict_files(
+    predictor: Predictor,
+    files: Iterable[Path],
+    top_k: int = 3,
+    skip: Callable[[Path, str], None] | None = None,
+    batch_size: int = BATCH,
+) -> Iterator[dict]:
+    """Top-k classes with probabilities for each readable image file, in order, streamed.
+
+    A batch of ``batch_size`` files is decoded exactly as training did, predicted and
+    yielded before the next batch is read. ``skip(path, reason)`` is called for a file
+    that cannot be decoded; without it such a file is a usage error.
+    """
+    batch: list[Path] = []
+    for path in files:
+        batch.append(path)
+        if len(batch) == batch_size:
+            yield from _predict_batch(predictor, batch, top_k, skip)
+            batch = []
+    if batch:
+        yield from _predict_batch(predictor, batch, top_k, skip)
+
+
+def _predict_batch(
+    predictor: Predictor, files: list[Path], top_k: int, skip: Callable[[Path, str], None] | None
+) -> Iterator[dict]:
+    """``predict_files`` for one batch: decode, skip the unreadable, predict, yield."""
+    readable, images = [], []
     for path in files:
         try:
-            images.append(decode_image(path, size))
+            images.append(decode_image(path, predictor.input_size))
         except Exception as error:  # Pillow raises OSError, ValueError, bomb errors...
-            raise UsageError(f"cannot decode image {str(path)!r}: {error}") from error
-    return np.stack(images).astype(np.float32)
-
-
-def classify(predictor: Predictor, files: list[Path], top_k: int = 3) -> list[dict]:
-    """Top-k classes with probabilities for each image file."""
-    probabilities = predictor.predict(load_images(files, predictor.input_size))
+            reason = first_line(error)
+            if skip is None:
+                raise UsageError(f"cannot decode image {str(path)!r}: {reason}") from error
+            skip(path, reason)
+            continue
+        readable.append(path)
+    if not readable:
+        return
+    probabilities = predictor.run(np.stack(images).astype(np.float32))
     if probabilities.shape[1] != len(predictor.classes):
         raise UsageError(
             f"{str(predictor.path)!r} outputs {probabilities.shape[1]} classes but its "
             f"{LABELS} names {len(predictor.classes)}"
         )
-    k = min(top_k, len(predictor.classes))
-    results = []
-    for path, probs in zip(files, probabilities, strict=True):
-        order = np.argsort(-probs, kind="stable")[:k]
-        results.append(
-            {
-                "image": str(path),
-                "top": [
-                    {"class": predictor.classes[i], "probability": float(probs[i])} for i in order
-                ],
-            }
-        )
-    return results
+    for path, probs in zip(readable, probabilities, strict=True):
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        yield {
+            "image": str(path),
+            "top": [{"class": predictor.classes[i], "probability": float(probs[i])} for i in order],
+        }
+
+
+def classify(predictor: Predictor, files: list[Path], top_k: int = 3) -> list[dict]:
+    """Top-k classes with probabilities for each image file; an unreadable one is a
+    usage error."""
+    return list(predict_files(predictor, files, top_k))
+
+
+def write_text(results: Iterable[dict], stream: TextIO) -> int:
+    """One line per image: ``path: class probability, ...``; returns how many."""
+    count = 0
+    for result in results:
+        top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in result["top"])
+        stream.write(f"{result['image']}: {top}\n")
+        count += 1
+    return count
+
+
+def write_json(results: Iterable[dict], stream: TextIO) -> int:
+    """A JSON array, one image's object per line, written as the results come."""
+    count = 0
+    for count, result in enumerate(results, 1):
+        stream.write(("[\n" if count == 1 else ",\n") + json.dumps(result))
+    stream.write("\n]\n" if count else "[]\n")
+    return count
+
+
+def write_csv(results: Iterable[dict], stream: TextIO, top_k: int) -> int:
+    """CSV, a row per image: ``path,label,probability``, then ``label_2,probability_2``
+    and so on up to ``top_k``; written as the results come. Returns how many rows."""
+    writer = csv.writer(stream)
+    header = ["path", "label", "probability"]
+    for rank in range(2, top_k + 1):
+        header += [f"label_{rank}", f"probability_{rank}"]
+    writer.writerow(header)
+    count = 0
+    for result in results:
+        cells = [result["image"]]
+        for top in result["top"]:
+            cells += [top["class"], f"{top['probability']:.6f}"]
+        writer.writerow(cells)
+        count += 1
+    return count
