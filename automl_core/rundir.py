@@ -20,21 +20,32 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+UMASK = os.umask(0o077)
+os.umask(UMASK)
+"""The process's umask: a finished file gets the mode a plain ``open`` would give it."""
+
 
 @contextmanager
-def atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` (same suffix) to write; rename on success."""
+def atomic_target(path: Path, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix, created exclusively under an
+    unpredictable name) to write; rename on success. ``private``: owner-only (0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(handle)
+    tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o600 if private else 0o666 & ~UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,11 +4,13 @@ and the rule that only ``rundir.py`` names the files of a run directory."""
 from __future__ import annotations
 
 import ast
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from automl_core.execution.protocol import (
@@ -177,3 +179,21 @@ def test_status_words_are_the_trial_module_constants():
                     if isinstance(o, ast.Constant) and o.value in words
                 ]
     assert found == [], found
+
+
+def test_run_files_are_written_under_fresh_names_and_the_split_is_owner_only(tmp_path):
+    from automl_core.data.dataset import DatasetSplit, save_split
+    from automl_core.rundir import UMASK, atomic_target
+
+    names = []
+    for _ in range(2):
+        with atomic_target(tmp_path / "state.json") as tmp:
+            assert tmp.exists() and tmp.parent == tmp_path  # created, not just named
+            names.append(tmp.name)
+            tmp.write_text("{}")
+    assert names[0] != names[1] and str(os.getpid()) not in names[0]
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o666 & ~UMASK
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # no temp left
+    pixels = np.zeros((2, 4, 4, 3), np.uint8)
+    save_split(DatasetSplit(pixels, np.zeros(2), pixels, np.zeros(2), ["a"]), tmp_path / "data")
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "data").glob("*.npy")} == {0o600}

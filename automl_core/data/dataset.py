@@ -174,7 +174,7 @@ def save_split(data: DatasetSplit, directory: Path) -> None:
 
     directory = Path(directory)
     for name in SPLIT_ARRAYS:
-        with atomic_target(directory / f"{name}.npy") as tmp:
+        with atomic_target(directory / f"{name}.npy", private=True) as tmp:
             np.save(tmp, getattr(data, name))
     write_json(directory / "classes.json", data.class_names)
 
