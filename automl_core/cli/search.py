@@ -110,6 +110,7 @@ def add_quantize_option(parser: argparse.ArgumentParser) -> None:
 
 def list_plugins(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     plugins = args.plugins
@@ -120,11 +121,11 @@ def list_plugins(args: argparse.Namespace) -> int:
         for kind, registry in plugins.registries.items():
             names = [c.name for c in registry.components.values() if c.plugin == plugin]
             if names:
-                table.add_row(plugin, kind, ", ".join(names))
+                table.add_row(escape(plugin), kind, escape(", ".join(names)))
     console = Console()
     console.print(table)
     for failure in plugins.failures:
-        console.print(f"[red]{failure}[/]")
+        console.print(f"[red]{escape(str(failure))}[/]")
     return 0
 
 

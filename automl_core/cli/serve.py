@@ -54,6 +54,7 @@ def register_commands(subcommands):
 
 def run_export(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from automl_core.results.export import export_formats, load_winner
 
@@ -63,12 +64,13 @@ def run_export(args: argparse.Namespace) -> int:
     for key, record in records.items():
         change = record.get("accuracy_change")
         console.print(
-            f"[green]{key}[/]: {record['path']} verified with {record['runtime']} on "
+            f"[green]{escape(key)}[/]: {escape(str(record['path']))} verified with "
+            f"{record['runtime']} on "
             f"{record['images']} validation images: top-1 agreement "
             f"{record['top1_agreement']:.1%}, max prob diff {record['max_abs_diff']:.2g}"
             + ("" if change is None else f", accuracy change {change:+.1%}")
         )
-    console.print(f"model card: {winner.dir.card_md}")
+    console.print(f"model card: {winner.dir.card_md}", markup=False)
     return 0
 
 
