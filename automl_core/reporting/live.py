@@ -80,7 +80,8 @@ class RichReporter:
             f"{', ...' if len(classes) > SHOW_CLASSES else ''}), "
             f"{summary['train']} train / {summary['val']} val images at "
             f"{summary['image_shape'][0]}x{summary['image_shape'][1]}"
-            + (f", {skipped} unreadable file(s) skipped" if skipped else "")
+            + (f", {skipped} unreadable file(s) skipped" if skipped else ""),
+            soft_wrap=True,
         )
         for item in summary["skipped"][:SHOW_SKIPPED]:
             self.console.print(f"  skipped {item['path']}: {item['reason']}", markup=False)
