@@ -75,8 +75,8 @@ def describe_input_error(error: OSError | UnicodeError) -> str:
     """One line naming the file behind a file-system or text-encoding error and the fix."""
     if isinstance(error, UnicodeEncodeError):
         return (
-            f"{error.object!r}: a name that is not valid {error.encoding.upper()} "
-            f"({error.reason}): rename it (e.g. convmv -f latin1 -t utf8) or move it away"
+            f"{error.object!r}: a name that is not valid {error.encoding.upper()}: rename it "
+            "(e.g. convmv -f latin1 -t utf8) or move it away"
         )
     if isinstance(error, UnicodeDecodeError):
         name = _file_in_traceback(error)
