@@ -102,14 +102,14 @@ def test_class_names_shown_literally_in_search_and_report(tmp_path):
     ]
     labels = write_csv(tmp_path / "labels.csv", rows)
     run_dir = RunDir(tmp_path / "run")
-    out = run_automl("search", labels, *QUICK, "--out", run_dir)
+    out = run_automl("search", labels, *QUICK, "--out", run_dir.path)
     assert out.returncode == 0, out.stderr
     for label in ODD_NAMES.values():
         assert label in out.stdout
     assert "report not written" not in out.stderr
 
     shutil.rmtree(run_dir.report)  # drawn again by the command, `$` in the plots' labels
-    out = run_automl("report", run_dir)
+    out = run_automl("report", run_dir.path)
     assert out.returncode == 0, out.stderr
     assert run_dir.report_index.is_file()
     assert (run_dir.report / CONFUSION_MATRIX).is_file()
@@ -152,7 +152,7 @@ def test_resume_of_another_users_run_warns_before_importing_its_plugins(tmp_path
     config = SearchConfig(str(make_image_folder(tmp_path / "images")), plugins=[str(plugin)])
     write_json(run_dir.config, asdict(config))
 
-    mine = run_automl("search", "--resume", run_dir)
+    mine = run_automl("search", "--resume", run_dir.path)
     assert "announce plugin imported" in mine.stderr, mine.stderr
     assert "another user" not in mine.stderr
 
@@ -160,7 +160,7 @@ def test_resume_of_another_users_run_warns_before_importing_its_plugins(tmp_path
         pytest.skip("giving a run directory to another user needs root")
     for path in (run_dir.path, run_dir.config):
         os.chown(path, 12345, 12345)
-    theirs = run_automl("search", "--resume", run_dir).stderr
+    theirs = run_automl("search", "--resume", run_dir.path).stderr
     warning = theirs.index("automl: warning:")
     assert "belongs to another user (uid 12345)" in theirs and str(plugin) in theirs
     assert warning < theirs.index("announce plugin imported")
