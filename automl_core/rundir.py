@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from automl_core.errors import UsageError
+
 UMASK = os.umask(0o077)
 os.umask(UMASK)
 """The process's umask: a finished file gets the mode a plain ``open`` would give it."""
@@ -159,6 +161,35 @@ class RunDir:
             latest.unlink(missing_ok=True)
             latest.symlink_to(path.name)
         return cls(path)
+
+    def check_new(self, source: str | Path) -> None:
+        """Refuse a folder a new search must not write into (``--out``): a search's run
+        directory, a file, a folder holding anything but a run's own files, or a folder
+        inside the dataset folder ``source``. A new or empty folder is fine."""
+        path = self.path
+        if self.config.exists():
+            raise UsageError(
+                f"{str(path)!r} already holds a search; continue it with --resume {path} "
+                "or choose another --out"
+            )
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {str(path)!r} is a file: give a new or empty folder")
+        dataset = Path(source).resolve()
+        if dataset.is_dir() and path.resolve().is_relative_to(dataset):
+            raise UsageError(
+                f"--out {str(path)!r} is inside the dataset folder {str(source)!r}, where a "
+                "later search would read it as images: choose a folder outside it"
+            )
+        own = {self.dataset, self.precision, self.state, self.leaderboard, self.data}
+        own |= {self.oracle, self.trials, self.winner.path, self.report}
+        names = os.listdir(path) if path.is_dir() else []
+        others = sorted(name for name in names if path / name not in own)
+        if others:
+            raise UsageError(
+                f"--out {str(path)!r} holds other files ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}) that a search would overwrite: "
+                "give a new or empty folder"
+            )
 
     @property
     def config(self) -> Path:

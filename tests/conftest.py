@@ -59,8 +59,9 @@ def image_folder(tmp_path) -> Path:
     return make_image_folder(tmp_path / "images")
 
 
-def run_automl(*args: str, cwd: Path | None = None, env: dict | None = None):
-    """Run the real ``automl`` CLI in a subprocess and return the completed process."""
+def run_automl(*args: str, cwd: Path | None = None, env: dict | None = None, **options):
+    """Run the real ``automl`` CLI in a subprocess and return the completed process;
+    ``options`` go to ``subprocess.run`` (``preexec_fn``, ...)."""
     return subprocess.run(
         [sys.executable, "-m", "automl_core.cli", *map(str, args)],
         capture_output=True,
@@ -68,6 +69,7 @@ def run_automl(*args: str, cwd: Path | None = None, env: dict | None = None):
         cwd=cwd,
         env={**os.environ, **(env or {})},
         timeout=900,
+        **options,
     )
 
 

@@ -155,10 +155,11 @@ def print_report(report: dict, console) -> None:
     """The report as rich tables."""
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console.print(
-        f"[bold]{report['source']}[/] ({report['layout']}): {report['images']} usable images "
-        f"of {report['files']} files, {len(report['classes'])} classes"
+        f"[bold]{escape(report['source'])}[/] ({report['layout']}): {report['images']} "
+        f"usable images of {report['files']} files, {len(report['classes'])} classes"
     )
     console.print(f"layout: {report['layout']}: {report['layout_reason']}", markup=False)
     for warning in report["warnings"]:
@@ -170,7 +171,7 @@ def print_report(report: dict, console) -> None:
     for name in splits:
         table.add_column(name, justify="right")
     for name, counts in report["classes"].items():
-        table.add_row(name, str(counts["images"]), *(str(counts.get(s, 0)) for s in splits))
+        table.add_row(Text(name), str(counts["images"]), *(str(counts.get(s, 0)) for s in splits))
     console.print(table)
     if report["imbalance"] is not None:
         console.print(f"imbalance (largest / smallest class): {report['imbalance']:.1f}x")
@@ -181,12 +182,17 @@ def print_report(report: dict, console) -> None:
             f"height {h[0]} / {h[1]} / {h[2]}; most common "
             + ", ".join(f"{s} ({n})" for s, n in report["sizes"]["most_common"].items())
         )
-        console.print("modes: " + ", ".join(f"{m} ({n})" for m, n in report["modes"].items()))
-        console.print("formats: " + ", ".join(f"{f} ({n})" for f, n in report["formats"].items()))
+        console.print(
+            "modes: " + ", ".join(f"{m} ({n})" for m, n in report["modes"].items()), markup=False
+        )
+        console.print(
+            "formats: " + ", ".join(f"{f} ({n})" for f, n in report["formats"].items()),
+            markup=False,
+        )
     console.print(f"[bold]{len(report['bad'])} file(s) a search would skip[/]")
     for bad in report["bad"]:
         console.print(f"  {bad['path']}: {bad['reason']}", markup=False)
     console.print(f"[bold]{len(report['duplicates'])} group(s) of identical images[/]")
     for group in report["duplicates"]:
-        note = f" [red]({'; '.join(group['problems'])})[/]" if group["problems"] else ""
+        note = f" [red]({escape('; '.join(group['problems']))})[/]" if group["problems"] else ""
         console.print("  " + escape(" = ".join(group["paths"])) + note)

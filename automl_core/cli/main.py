@@ -6,6 +6,8 @@ Nothing here imports TensorFlow: subcommands import what they need when they run
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import os
 import sys
 
@@ -53,9 +55,58 @@ def build_parser(plugins) -> Parser:
     return parser
 
 
+FIXES = {
+    errno.EACCES: "permission denied: fix its permissions (chmod, chown) or move it away",
+    errno.EPERM: "operation not permitted: fix its permissions (chmod, chown) or move it away",
+    errno.ENOENT: "does not exist: check the path",
+    errno.ENOTDIR: "is not a folder (or goes through a file): check the path",
+    errno.EISDIR: "is a folder where a file is expected: give a file",
+    errno.ELOOP: "is a loop of links: fix or remove the link",
+    errno.EROFS: "is on a read-only file system: choose a writable place",
+    errno.ENOSPC: "no space left on the device: free some space and run again "
+    "(continue a search with --resume RUN_DIR)",
+    errno.EDQUOT: "disk quota exceeded: free some space and run again "
+    "(continue a search with --resume RUN_DIR)",
+}
+"""What to do about an ``OSError``, by its ``errno``."""
+
+
+def describe_input_error(error: OSError | UnicodeError) -> str:
+    """One line naming the file behind a file-system or text-encoding error and the fix."""
+    if isinstance(error, UnicodeEncodeError):
+        return (
+            f"{error.object!r}: a name that is not valid {error.encoding.upper()}: rename it "
+            "(e.g. convmv -f latin1 -t utf8) or move it away"
+        )
+    if isinstance(error, UnicodeDecodeError):
+        name = _file_in_traceback(error)
+        bad = error.object[error.start : error.end]
+        return (
+            f"{f'{name!r} is' if name else 'a file is'} not {error.encoding.upper()} text "
+            f"({bad!r} at byte {error.start}): save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
+    name = error.filename or _file_in_traceback(error)
+    fix = FIXES.get(error.errno, error.strerror or str(error))
+    return f"{name!r}: {fix}" if name else fix
+
+
+def _file_in_traceback(error: BaseException) -> str | None:
+    """The name of the innermost file object in the frames ``error`` came through: the
+    file being read or written when it was raised."""
+    name, frame = None, error.__traceback__
+    while frame is not None:
+        for value in frame.tb_frame.f_locals.values():
+            if isinstance(value, io.IOBase) and isinstance(getattr(value, "name", None), str):
+                name = value.name
+        frame = frame.tb_next
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a file name that is not UTF-8 prints
+        sys.stdout.reconfigure(errors="backslashreplace")  # as stderr shows it: \udcff
     early, _ = add_common_options(Parser(add_help=False)).parse_known_args(argv)
     debug = getattr(early, "debug", False)
     try:
@@ -75,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"automl: error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError, UnicodeEncodeError) as error:
+        if debug:
+            raise
+        print(f"automl: error: {describe_input_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("automl: interrupted", file=sys.stderr)

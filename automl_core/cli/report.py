@@ -67,16 +67,18 @@ def run_report(args: argparse.Namespace) -> int:
 
     console = Console()
     print_report(report, console)
-    console.print(f"report: {write_report(args.run_dir)}")
+    console.print(f"report: {write_report(args.run_dir)}", markup=False)
     return 0
 
 
 def print_report(report: RunReport, console) -> None:
     """The run's state, leaderboard, unfinished trials and test score, as rich output."""
+    from rich.markup import escape
+
     from automl_core.reporting.live import budget_text, leaderboard_table, test_set_table
 
     console.print(
-        f"[bold]{report.run_dir.path}[/]: {report.status}, "
+        f"[bold]{escape(str(report.run_dir.path))}[/]: {report.status}, "
         f"{budget_text(report.elapsed, report.time_budget)}; "
         f"{len(report.leaderboard)} of {len(report.trials)} trial(s) completed"
     )
@@ -91,7 +93,7 @@ def print_report(report: RunReport, console) -> None:
             )
     winner = report.run_dir.winner.model
     if winner.is_file():
-        console.print(f"winner: [bold]{winner}[/]")
+        console.print(f"winner: [bold]{escape(str(winner))}[/]")
     else:
         console.print("[red]no winner saved[/]")
     if report.test:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from copy import copy
 from pathlib import Path
@@ -12,6 +14,7 @@ from automl_core import hookimpl
 from automl_core.engine import settings
 from automl_core.engine.settings import SETTINGS, SearchConfig, Setting, format_duration
 from automl_core.errors import UsageError
+from automl_core.rundir import RunDir, read_json
 
 DEMO = {"time_budget": 100.0, "architectures": ["airbench", "baseline_cnn", "resnet"]}
 """The demo: the candidates that train well from scratch on 800 tiny photos."""
@@ -76,6 +79,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.resume:
         if args.source or args.demo:
             raise UsageError("--resume continues a saved search: give no folder or --demo")
+        warn_foreign_plugins(RunDir(Path(args.resume)))
         run = resume(
             args.resume, args.plugins, max_trials=args.max_trials, time_budget=args.time_budget
         )
@@ -96,6 +100,22 @@ def run_search(args: argparse.Namespace) -> int:
     return _exit_code(search(config, args.plugins))
 
 
+def warn_foreign_plugins(run_dir: RunDir) -> None:
+    """Warn, before they are imported, that resuming runs the plugins a run directory
+    lists when another user owns it: a run directory is code you trust."""
+    if not run_dir.config.is_file():
+        return  # resume says what is wrong
+    owners = {os.stat(path).st_uid for path in (run_dir.path, run_dir.config)} - {os.getuid()}
+    plugins = read_json(run_dir.config).get("plugins") or []
+    if owners and plugins:
+        print(
+            f"automl: warning: {str(run_dir.path)!r} belongs to another user (uid "
+            f"{', '.join(map(str, sorted(owners)))}); resuming imports its plugins, which run "
+            f"as your code: {', '.join(plugins)}. Resume only run directories you trust.",
+            file=sys.stderr,
+        )
+
+
 def _exit_code(run) -> int:
     """130 for a search the user interrupted, 1 when no trial completed, else 0."""
     if run.interrupted:
@@ -110,6 +130,7 @@ def add_quantize_option(parser: argparse.ArgumentParser) -> None:
 
 def list_plugins(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     plugins = args.plugins
@@ -120,11 +141,11 @@ def list_plugins(args: argparse.Namespace) -> int:
         for kind, registry in plugins.registries.items():
             names = [c.name for c in registry.components.values() if c.plugin == plugin]
             if names:
-                table.add_row(plugin, kind, ", ".join(names))
+                table.add_row(escape(plugin), kind, escape(", ".join(names)))
     console = Console()
     console.print(table)
     for failure in plugins.failures:
-        console.print(f"[red]{failure}[/]")
+        console.print(f"[red]{escape(str(failure))}[/]")
     return 0
 
 

@@ -85,7 +85,8 @@ def run_export(args: argparse.Namespace) -> int:
     for key, record in records.items():
         change = record.get("accuracy_change")
         console.print(
-            f"[green]{key}[/]: {escape(record['path'])} verified with {record['runtime']} on "
+            f"[green]{escape(key)}[/]: {escape(str(record['path']))} verified with "
+            f"{record['runtime']} on "
             f"{record['images']} validation images: top-1 agreement "
             f"{record['top1_agreement']:.1%}, max prob diff {record['max_abs_diff']:.2g}"
             + ("" if change is None else f", accuracy change {change:+.1%}")

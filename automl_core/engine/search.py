@@ -37,11 +37,8 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     plugins = plugins or load_plugins(config.plugins)
     config.plugins = [normalize_source(p) for p in config.plugins]
     names = _resolve_names(config, plugins)
-    if config.out is not None and RunDir(Path(config.out)).config.exists():
-        raise UsageError(
-            f"{config.out!r} already holds a search; continue it with --resume {config.out} "
-            "or choose another --out"
-        )
+    if config.out is not None:
+        RunDir(Path(config.out)).check_new(config.source)  # before any image is decoded
     loader = plugins["datasets"].get(config.dataset).obj
     images = loader(config.source, image_size=config.image_size)
     data = split(images, config.val_split, config.seed)

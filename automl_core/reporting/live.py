@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -26,6 +27,8 @@ from automl_core.training.trial import COMPLETED, FAILED, RUNNING, STOPPED
 
 SHOW_SKIPPED = 10
 """Skipped files listed by name at the start; all of them are in ``dataset.json``."""
+SHOW_CLASSES = 10
+"""Class names listed at the start; all of them are in ``dataset.json``."""
 SHOW_TRIALS = 12
 """Trials the live table shows: every running one, then the latest that ended."""
 STATUS_STYLE = {RUNNING: "cyan", COMPLETED: "green", FAILED: "red", STOPPED: "yellow"}
@@ -70,11 +73,15 @@ class RichReporter:
     def search_start(self, run: SearchRun) -> None:
         summary = run.dataset_summary
         skipped = len(summary["skipped"])
+        classes = summary["classes"]
         self.console.print(
-            f"[bold]automl search[/] {summary['source']}: {len(summary['classes'])} classes, "
+            f"[bold]automl search[/] {escape(summary['source'])}: {len(classes)} classes "
+            f"({escape(', '.join(classes[:SHOW_CLASSES]))}"
+            f"{', ...' if len(classes) > SHOW_CLASSES else ''}), "
             f"{summary['train']} train / {summary['val']} val images at "
             f"{summary['image_shape'][0]}x{summary['image_shape'][1]}"
-            + (f", {skipped} unreadable file(s) skipped" if skipped else "")
+            + (f", {skipped} unreadable file(s) skipped" if skipped else ""),
+            soft_wrap=True,
         )
         for item in summary["skipped"][:SHOW_SKIPPED]:
             self.console.print(f"  skipped {item['path']}: {item['reason']}", markup=False)
@@ -84,9 +91,12 @@ class RichReporter:
             f"candidates: {', '.join(run.architectures)}; augmenters: "
             f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
             f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
-            f"run directory {run.run_dir.path}"
+            f"run directory {run.run_dir.path}",
+            markup=False,
         )
-        self.console.print(f"precision: {read_json(run.run_dir.precision)['summary']}")
+        self.console.print(
+            f"precision: {read_json(run.run_dir.precision)['summary']}", markup=False
+        )
         if run.results:
             self.console.print(f"resuming: {len(run.results)} trial(s) already done")
         self.run = run
@@ -147,10 +157,11 @@ class RichReporter:
         elif result.status == STOPPED:
             outcome = "[yellow]stopped[/]: runs again on --resume"
         else:
-            outcome = f"[red]failed[/]: {result.error}"
+            outcome = f"[red]failed[/]: {escape(str(result.error))}"
         if self.plain or result.status != COMPLETED:  # the dashboard shows the rest
             self.console.print(
-                f"trial {result.trial_id} {result.architecture} + {result.augmenter}: {outcome}",
+                f"trial {result.trial_id} {escape(result.architecture)} + "
+                f"{escape(result.augmenter)}: {outcome}",
                 soft_wrap=True,
             )
 
@@ -162,22 +173,28 @@ class RichReporter:
         failed = [r for r in run.results if r.status == FAILED]
         self.console.print(leaderboard_table(leaderboard, run.config.objective))
         if failed:
-            self.console.print(f"{len(failed)} trial(s) failed; see {run.run_dir.trials}")
+            self.console.print(
+                f"{len(failed)} trial(s) failed; see {run.run_dir.trials}", markup=False
+            )
         if leaderboard:
-            self.console.print(f"winner saved to [bold]{run.winner_path}[/]{_winner_notes(run)}")
+            self.console.print(
+                f"winner saved to [bold]{escape(str(run.winner_path))}[/]"
+                + escape(_winner_notes(run))
+            )
         else:
             self.console.print("[red]no trial completed; no winner saved[/]")
         self.console.print(budget_text(run.elapsed, run.config.time_budget), markup=False)
         if run.interrupted:
             self.console.print(
-                f"search interrupted; continue it with: automl search --resume {run.run_dir.path}"
+                f"search interrupted; continue it with: automl search --resume {run.run_dir.path}",
+                markup=False,
             )
         test_metrics = run.run_dir.winner.test_metrics
         if test_metrics.exists():
             self.console.print(test_set_table(read_json(test_metrics)))
         index = run.run_dir.report_index
         if index.exists():
-            self.console.print(f"report: {index}")
+            self.console.print(f"report: {index}", markup=False)
 
     def dashboard(self) -> Group:
         """The live view: budget and best so far over a table of trials."""
@@ -200,12 +217,12 @@ class RichReporter:
             table.add_row(
                 spec.trial_id,
                 Text(row.status, style=STATUS_STYLE.get(row.status, "")),
-                spec.architecture,
-                spec.augmenter,
+                Text(spec.architecture),
+                Text(spec.augmenter),
                 _epoch_bar(row),
                 _value(row.val_accuracy),
                 _value(row.best),
-                spec.device,
+                Text(spec.device),
                 duration(row.elapsed),
             )
         budget = run.config.time_budget
@@ -218,14 +235,18 @@ class RichReporter:
             f"trials {len(run.results)}/{run.config.max_trials} ended",
         )
         header.add_row(
-            f"best so far {_best(run)}"
-            + (
-                f" ({run.leaderboard[0].trial_id} {run.leaderboard[0].architecture})"
-                if run.leaderboard
-                else ""
+            Text(
+                f"best so far {_best(run)}"
+                + (
+                    f" ({run.leaderboard[0].trial_id} {run.leaderboard[0].architecture})"
+                    if run.leaderboard
+                    else ""
+                )
             ),
             "",
-            "devices busy: " + (", ".join(sorted({r.spec.device for r in running})) or "none"),
+            Text(
+                "devices busy: " + (", ".join(sorted({r.spec.device for r in running})) or "none")
+            ),
         )
         return Group(header, table)
 
@@ -233,7 +254,7 @@ class RichReporter:
 def test_set_table(metrics: dict) -> Table | str:
     """The winner's test accuracy and confusion matrix (rows: true class)."""
     if metrics.get("error"):
-        return f"[red]test set not scored[/]: {metrics['error']}"
+        return f"[red]test set not scored[/]: {escape(metrics['error'])}"
     table = Table(
         title=f"Test accuracy {metrics['accuracy']:.3f} on {metrics['images']} images "
         "(rows: true class, columns: predicted)",
@@ -241,9 +262,9 @@ def test_set_table(metrics: dict) -> Table | str:
     )
     table.add_column("")
     for name in metrics["classes"]:
-        table.add_column(name, justify="right")
+        table.add_column(Text(name), justify="right")
     for name, row in zip(metrics["classes"], metrics["confusion_matrix"], strict=True):
-        table.add_row(name, *map(str, row))
+        table.add_row(Text(name), *map(str, row))
     return table
 
 
@@ -260,11 +281,11 @@ def leaderboard_table(leaderboard: list[TrialResult], objective: str) -> Table:
         table.add_row(
             str(rank),
             r.trial_id,
-            f"{r.architecture}\n[dim]+ {r.augmenter}[/]",
+            f"{escape(r.architecture)}\n[dim]+ {escape(r.augmenter)}[/]",
             f"{r.val_accuracy:.3f}",
             _count(r.params),
             f"{r.train_seconds:.0f}s",
-            format_hyperparameters(r),
+            Text(format_hyperparameters(r)),
         )
     return table
 

@@ -117,8 +117,9 @@ def _confusion_matrices(report: RunReport):
         matrix, classes = evaluation["confusion_matrix"], evaluation["classes"]
         axes.imshow(matrix, cmap="Blues")
         ticks = range(len(classes))
-        axes.set_xticks(ticks, classes, rotation=45, ha="right", fontsize="small")
-        axes.set_yticks(ticks, classes, fontsize="small")
+        literal = {"fontsize": "small", "parse_math": False}  # a `$` in a name is no formula
+        axes.set_xticks(ticks, classes, rotation=45, ha="right", **literal)
+        axes.set_yticks(ticks, classes, **literal)
         axes.set(xlabel="predicted", ylabel="true", title=f"{name} ({evaluation['images']} images)")
         peak = max(max(row) for row in matrix) or 1
         for i, row in enumerate(matrix):
@@ -139,7 +140,7 @@ def _per_class_accuracy(report: RunReport):
         values = [evaluation["per_class_accuracy"].get(c) or 0.0 for c in classes]
         positions = [i + k * height for i in range(len(classes))]
         axes.barh(positions, values, height=height, label=name)
-    axes.set_yticks([i + 0.4 - height / 2 for i in range(len(classes))], classes)
+    axes.set_yticks([i + 0.4 - height / 2 for i in range(len(classes))], classes, parse_math=False)
     axes.invert_yaxis()
     axes.set(xlim=(0, 1), xlabel="accuracy", title="Winner: accuracy per class")
     axes.grid(axis="x", alpha=0.3)
