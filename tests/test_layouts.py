@@ -119,3 +119,18 @@ def test_inspect_prints_the_layout_its_reason_and_warnings(tmp_path):
     assert report["layout"] == SPLIT_FOLDERS
     assert sorted(report["classes"]) == ["blue", "red"]
     assert len(report["warnings"]) == 1
+
+
+def test_a_search_prints_the_layout_warnings_before_it_trains(tmp_path):
+    root = tmp_path / "data"
+    make_image_folder(root / "train", classes=("red", "blue"), per_class=4)
+    make_image_folder(root / "val", classes=("red", "blue"), per_class=2)
+    make_image_folder(root / "notebooks", classes=("plots",), per_class=1)
+    out = run_automl(
+        "search", root, "--architectures", "baseline_cnn", "--augmenters", "none",
+        "--max-trials", "1", "--epochs", "1", "--out", tmp_path / "run",
+        env={"COLUMNS": "500"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "2 classes" in out.stdout and "warning: notebooks/ left out" in out.stdout
+    assert "up to 1 trials of 1 epochs" in out.stdout

@@ -87,9 +87,12 @@ class RichReporter:
             self.console.print(f"  skipped {item['path']}: {item['reason']}", markup=False)
         if skipped > SHOW_SKIPPED:
             self.console.print(f"  ... and {skipped - SHOW_SKIPPED} more in dataset.json")
+        for warning in summary.get("warnings", []):
+            self.console.print(f"  warning: {warning}", markup=False)
+        trials = f"up to {run.config.max_trials} trials" if run.config.max_trials else "trials"
         self.console.print(
             f"candidates: {', '.join(run.architectures)}; augmenters: "
-            f"{', '.join(run.augmenters)}; up to {run.config.max_trials} trials of "
+            f"{', '.join(run.augmenters)}; {trials} of "
             f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
             f"run directory {run.run_dir.path}",
             markup=False,
