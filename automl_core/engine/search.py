@@ -58,8 +58,8 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
         "val_split": round(len(data.y_val) / (len(data.y_train) + len(data.y_val)), 4),
         "seed": config.seed,
     }
-    write_json(run_dir.config, asdict(config))
     write_json(run_dir.dataset, run.dataset_summary)
+    write_json(run_dir.config, asdict(config))  # last: a run with it can be resumed
     with _stop_if_disk_full(run_dir):
         return _drive(run, _make_oracle(run))
 
