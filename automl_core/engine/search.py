@@ -17,7 +17,7 @@ from automl_core.data.cache import cache_root
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
 from automl_core.engine.oracle import Oracle
-from automl_core.engine.run import SearchRun, rank, save_state
+from automl_core.engine.run import SearchRun, leaderboard_row, rank, save_state
 from automl_core.engine.settings import SearchConfig
 from automl_core.errors import UsageError
 from automl_core.execution.devices import plan_slots
@@ -93,6 +93,8 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     run.results = [TrialResult.load(trial) for trial in ended if trial.metrics.exists()]
     run.leaderboard = rank(run.results, config.objective)
     with _stop_if_disk_full(directory):
+        # a kill may have come between a trial's end and the leaderboard's update
+        write_json(directory.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
         return _drive(run, oracle, pending)
 
 
