@@ -86,13 +86,17 @@ def kill_cycles(folder: Path, work: Path, kills: int, rng: random.Random) -> Non
             began = time.monotonic()
             search = start(*command)
             try:
-                _, stderr = search.communicate(timeout=rng.uniform(0.0, reference))
+                moment = rng.uniform(0.0, reference) if kills > 0 else None  # last: to its end
+                _, stderr = search.communicate(timeout=moment)
             except subprocess.TimeoutExpired:
                 walls += time.monotonic() - began
                 kill(search)  # at a random moment: starting, training, writing, between
                 kills, resumes = kills - 1, resumes + 1
                 done |= finished(run_dir)
-                command = ["search", "--resume", run_dir]
+                if (run_dir / "config.json").exists():
+                    command = ["search", "--resume", run_dir]
+                else:  # killed before the search had saved its settings: start it again
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 continue
             walls += time.monotonic() - began
             tally.check(run_dir, done, search.returncode, stderr)
