@@ -56,7 +56,7 @@ def appears(run_dir: Path, pattern: str) -> Callable[[], bool]:
 
 
 def kill(process: subprocess.Popen) -> None:
-    """SIGKILL, as the out-of-memory killer or a power switch would stop a search."""
+    """SIGKILL, as the out-of-memory killer or `kill -9` stops a search."""
     process.send_signal(signal.SIGKILL)
     process.wait()
     time.sleep(1)  # its trial processes die with it (PR_SET_PDEATHSIG)
