@@ -82,8 +82,7 @@ class SearchLoop:
             if saved.exists() and read_json(saved)["status"] in (COMPLETED, FAILED):
                 self.rerun.remove(trial)
                 self.oracle.resume_trial(trial)
-                result = TrialResult.load(saved.parent)
-                self._finish(trial, self._run_of(result.stage, trial), result, 0.0)
+                self._finish(trial, self._run_of(trial), TrialResult.load(saved.parent), 0.0)
         while True:
             exhausted = self._fill_slots()
             if not self.running and (exhausted or self.run.interrupted):
@@ -106,9 +105,7 @@ class SearchLoop:
             if self.rerun:
                 trial = self.rerun.pop(0)
                 self.oracle.resume_trial(trial)
-                spec_file = self.run.run_dir.trial(trial.trial_id).spec
-                stage = read_json(spec_file).get("stage", PLAIN) if spec_file.exists() else PLAIN
-                self._submit(trial, self._run_of(stage, trial))
+                self._submit(trial, self._run_of(trial))
                 continue
             run = self.policy.next(self.remaining(), running=len(self.running))
             if run is None:
@@ -193,9 +190,16 @@ class SearchLoop:
         own = self.run.plugins["architectures"].get(architecture).info.get("sizes", {})
         return None if input_size.IMAGE_SIZE in own else (self.image_sizes or None)
 
-    def _run_of(self, stage: str, trial) -> Run:
-        """The policy's run that ``trial`` (started before a crash) stands for."""
-        return Run(self._candidate(trial.hyperparameters.values), stage, self.run.config.epochs)
+    def _run_of(self, trial) -> Run:
+        """The policy's run that ``trial`` (started before a crash) stands for: as its
+        saved spec planned it (epochs, images, share of the budget), if it got that far."""
+        candidate = self._candidate(trial.hyperparameters.values)
+        folder = self.run.run_dir.trial(trial.trial_id)
+        if not folder.spec.exists():
+            return Run(candidate, PLAIN, self.run.config.epochs)
+        spec = TrialSpec.load(folder)
+        epochs = spec.epochs - spec.initial_epoch
+        return Run(candidate, spec.stage or PLAIN, epochs, spec.seconds, spec.train_images)
 
     def _candidate(self, values: dict) -> Candidate:
         """The candidate a trial with ``values`` trained: every value fixed."""

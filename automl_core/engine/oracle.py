@@ -8,6 +8,7 @@ written atomically (keras-tuner writes them in place).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from automl_core.rundir import RunDir, write_json
@@ -55,13 +56,21 @@ class Oracle:
         return cls(oracle)
 
     def reload(self, max_trials: int | None) -> list[Any]:
-        """Read the oracle's files back; returns the trials that were running, which
-        are the caller's to run again (keras-tuner's own retry queue is emptied)."""
-        self.oracle.reload()
+        """Read the oracle's files back; returns the trials that had not ended, in the
+        order they started, which are the caller's to finish or run again.
+
+        Every trial not in the end order counts, not only those ``oracle.json`` lists as
+        running: a kill between a trial's ``trial.json`` and ``oracle.json`` leaves it
+        in neither list. keras-tuner's own retry queue is emptied.
+        """
+        if Path(self.oracle._get_oracle_fname()).exists():  # else killed before any trial
+            self.oracle.reload()
         self.oracle.max_trials = max_trials
-        pending = [self.oracle.trials[i] for i in self.oracle._retry_queue]
+        ended = set(self.oracle.end_order)
+        pending = [t for i, t in self.oracle.trials.items() if i not in ended]
         self.oracle._retry_queue.clear()
-        return pending
+        started = {trial_id: n for n, trial_id in enumerate(self.oracle.start_order)}
+        return sorted(pending, key=lambda trial: started.get(trial.trial_id, len(started)))
 
     @property
     def end_order(self) -> list[str]:

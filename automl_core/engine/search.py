@@ -6,7 +6,10 @@ atomically as the search goes, so an interrupted or killed search resumes where 
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,10 +17,11 @@ from automl_core.data.cache import cache_root
 from automl_core.data.dataset import load_split, save_split, split
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
 from automl_core.engine.oracle import Oracle
-from automl_core.engine.run import SearchRun, rank, save_state
+from automl_core.engine.run import SearchRun, leaderboard_row, rank, save_state
 from automl_core.engine.settings import SearchConfig
 from automl_core.errors import UsageError
 from automl_core.execution.devices import plan_slots
+from automl_core.execution.executors import is_disk_full
 from automl_core.plugin.manager import Plugins, load_plugins, normalize_source
 from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
@@ -51,9 +55,10 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
         "val_split": round(len(data.y_val) / (len(data.y_train) + len(data.y_val)), 4),
         "seed": config.seed,
     }
-    write_json(run_dir.config, asdict(config))
     write_json(run_dir.dataset, run.dataset_summary)
-    return _drive(run, _make_oracle(run))
+    write_json(run_dir.config, asdict(config))  # last: a run with it can be resumed
+    with _stop_if_disk_full(run_dir):
+        return _drive(run, _make_oracle(run))
 
 
 def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> SearchRun:
@@ -81,9 +86,13 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     run.spent_before = state.get("elapsed_seconds", 0.0)
     oracle = _make_oracle(run)
     pending = oracle.reload(config.max_trials)
-    run.results = [TrialResult.load(directory.trial(t)) for t in oracle.end_order]
+    ended = [directory.trial(t) for t in oracle.end_order]  # a skipped trial has no folder
+    run.results = [TrialResult.load(trial) for trial in ended if trial.metrics.exists()]
     run.leaderboard = rank(run.results, config.objective)
-    return _drive(run, oracle, pending)
+    with _stop_if_disk_full(directory):
+        # a kill may have come between a trial's end and the leaderboard's update
+        write_json(directory.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
+        return _drive(run, oracle, pending)
 
 
 def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], list[str]]:
@@ -136,6 +145,31 @@ def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> Searc
     save_state(run, status)
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
+
+
+@contextmanager
+def _stop_if_disk_full(run_dir: RunDir) -> Iterator[None]:
+    """A full disk stops the search with one line (``UsageError``): finished trials are
+    kept, and ``--resume`` continues once there is room again."""
+    try:
+        yield
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        written = Path(error.filename or run_dir.path)
+        raise UsageError(
+            f"the disk at {_mount_point(written)} is full ({error.strerror}; writing "
+            f"{written}): finished trials are kept; free some space there, then continue "
+            f"with: automl search --resume {run_dir.path}"
+        ) from error
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the file system that holds ``path``."""
+    path = path.absolute()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
 
 
 def _record_precision(run: SearchRun) -> PrecisionChoice:

@@ -12,6 +12,8 @@ plugins registered in memory rather than from a file or module.
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
 import subprocess
 import threading
@@ -36,7 +38,8 @@ from automl_core.execution.protocol import (
     tell,
     worker_env,
 )
-from automl_core.training.trial import TrialResult, TrialSpec, run_trial
+from automl_core.rundir import TrialDir
+from automl_core.training.trial import FAILED, TrialResult, TrialSpec, run_trial
 
 if TYPE_CHECKING:
     from automl_core.engine.run import SearchRun
@@ -83,17 +86,16 @@ class InlineExecutor:
         spec = self.queued.pop(0)
         plugins = self.search_run.plugins
         architecture = plugins["architectures"].get(spec.architecture)
-        return [
-            run_trial(
-                spec,
-                self.search_run.data,
-                architecture.obj,
-                plugins["augmenters"].get(spec.augmenter).obj,
-                EventSender(lambda event: tell(listener, spec, event)),
-                stop_requested=lambda: self.stop_requested,
-                prepare=architecture.info.get("prepare"),
-            )
-        ]
+        result = run_trial(
+            spec,
+            self.search_run.data,
+            architecture.obj,
+            plugins["augmenters"].get(spec.augmenter).obj,
+            EventSender(lambda event: tell(listener, spec, event)),
+            stop_requested=lambda: self.stop_requested,
+            prepare=architecture.info.get("prepare"),
+        )
+        return [unless_disk_full(spec, result)]
 
     def stop(self, *, now: bool) -> None:
         self.stop_requested = True
@@ -178,7 +180,9 @@ class ProcessPool:
                     self._keep_warm(running.slot)
                 continue
             del self.running[trial_id]
-            ended.append(outcome(running.spec, event, running.started_at))
+            ended.append(
+                unless_disk_full(running.spec, outcome(running.spec, event, running.started_at))
+            )
             self.free.append(running.slot)
             deadline = time.monotonic()  # hand back what ended; keep draining only what's queued
 
@@ -197,6 +201,27 @@ class ProcessPool:
         for process in [*self.warm.values(), *(r.process for r in self.running.values())]:
             process.wait()
         self.warm.clear()
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""A full disk, or a full quota: the search stops (``--resume`` continues it later)."""
+
+
+def is_disk_full(error: BaseException | str | None) -> bool:
+    """Whether ``error`` (an exception, or a trial's one-line error) says the disk is full."""
+    if isinstance(error, OSError):
+        return error.errno in DISK_FULL
+    return any(os.strerror(code) in str(error or "") for code in DISK_FULL)
+
+
+def unless_disk_full(spec: TrialSpec, result: TrialResult) -> TrialResult:
+    """``result``; but a trial that failed because the disk is full did not fail on its
+    own: its result is dropped and the disk's error raised, so that the search stops and
+    ``--resume`` runs the trial again."""
+    if result.status == FAILED and is_disk_full(result.error):
+        TrialDir(spec.trial_dir).metrics.unlink(missing_ok=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), spec.trial_dir)
+    return result
 
 
 @hookimpl
