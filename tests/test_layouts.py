@@ -133,4 +133,4 @@ def test_a_search_prints_the_layout_warnings_before_it_trains(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "2 classes" in out.stdout and "warning: notebooks/ left out" in out.stdout
-    assert "up to 1 trials of 1 epochs" in out.stdout
+    assert "up to 1 trials, 1 epochs at most each" in out.stdout

@@ -167,13 +167,17 @@ def _children(folder: Path, seen: set, found: Scan) -> list[tuple[str, str, bool
 
 def _not_data(name: str, folder: Path) -> str | None:
     """Why a folder is never data (``None`` if it may be): what archives and file systems
-    leave, automl's own run folders."""
+    leave, automl's own run folders. A folder that cannot be read may be data: reading
+    it then fails with an error that names it, rather than a class going missing."""
     if name in JUNK_FOLDERS:
         return f"{JUNK_FOLDERS[name]} ({name})"
-    if _is_run(folder):
-        return "an automl run folder"
-    if name == RUNS and any(_is_run(child) for child in folder.iterdir()):
-        return "automl run folders (runs/)"
+    try:
+        if _is_run(folder):
+            return "an automl run folder"
+        if name == RUNS and any(_is_run(child) for child in folder.iterdir()):
+            return "automl run folders (runs/)"
+    except OSError:
+        return None
     return None
 
 

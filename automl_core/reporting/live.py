@@ -89,11 +89,13 @@ class RichReporter:
             self.console.print(f"  ... and {skipped - SHOW_SKIPPED} more in dataset.json")
         for warning in summary.get("warnings", []):
             self.console.print(f"  warning: {warning}", markup=False)
-        trials = f"up to {run.config.max_trials} trials" if run.config.max_trials else "trials"
+        limit = (
+            f"up to {run.config.max_trials} trials" if run.config.max_trials else "no trial limit"
+        )
         self.console.print(
             f"candidates: {', '.join(run.architectures)}; augmenters: "
-            f"{', '.join(run.augmenters)}; {trials} of "
-            f"{run.config.epochs} epochs; {budget_text(run.elapsed, run.config.time_budget)}; "
+            f"{', '.join(run.augmenters)}; {limit}, {run.config.epochs} epochs at most each; "
+            f"{budget_text(run.elapsed, run.config.time_budget)}; "
             f"run directory {run.run_dir.path}",
             markup=False,
         )
