@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_automl
+from conftest import make_image_folder, run_automl
 
 FAILURES = Path(__file__).parent / "plugins" / "trial_failures.py"
 MAX_TRIALS = 4
@@ -213,3 +213,19 @@ def test_a_full_disk_stops_the_search_with_one_line_and_resume_continues(image_f
     out = run_automl("search", "--resume", run_dir)
     assert out.returncode == 0, out.stderr
     assert_completed(run_dir, done)
+
+
+def test_a_cache_disk_too_small_for_the_pixels_is_one_line_not_a_crash(tmp_path, small_disk):
+    """The decoded pixels need 442 KB; 128 KiB are free: the cache's chunk file cannot be
+    given its blocks, which is said in one line (no SIGBUS in a decoding process)."""
+    folder = make_image_folder(tmp_path / "images", size=64)
+    fill(small_disk)
+    os.truncate(small_disk / "filler", (small_disk / "filler").stat().st_size - (128 << 10))
+    out = run_automl(
+        "search", folder, "--out", tmp_path / "run", *SEARCH,
+        env={"AUTOML_CACHE_DIR": str(small_disk / "cache")},
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "BrokenProcessPool" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert str(small_disk / "cache") in last and "no space left" in last.lower()

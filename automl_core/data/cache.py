@@ -180,11 +180,19 @@ class ImageCache:
         """A new chunk file of ``rows`` zeroed rows, created exclusively under a name no one
         can guess; the index names it only once its rows are written."""
         handle, path = tempfile.mkstemp(".npy", "chunk-", self.chunks)
-        os.close(handle)
-        target = np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.uint8, shape=(rows, *self._row)
-        )
-        del target  # sized on disk; the writers write into it
+        try:
+            target = np.lib.format.open_memmap(
+                path, mode="w+", dtype=np.uint8, shape=(rows, *self._row)
+            )
+            del target  # sized on disk; the writers write into it
+            # a sized file is sparse: its blocks are taken now, so that a full disk is an
+            # error here, not a SIGBUS in a process writing into the mapped file
+            os.posix_fallocate(handle, 0, os.path.getsize(path))
+        except OSError as error:
+            os.unlink(path)
+            raise OSError(error.errno, error.strerror, path) from None
+        finally:
+            os.close(handle)
         return Path(path).name
 
     def _decode(self, paths, stats, todo: list[int]) -> list[tuple]:
