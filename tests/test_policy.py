@@ -8,19 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from automl_core.engine.policy import (
-    CONTINUE,
-    FINAL,
-    PLAIN,
-    SCREEN,
-    SECOND,
-    Candidate,
-    Outcome,
-    Pace,
-    Policy,
-    Run,
-    Sizes,
-)
+from automl_core.engine.pace import Candidate, Outcome, Pace, Sizes
+from automl_core.engine.policy import CONTINUE, FINAL, PLAIN, SCREEN, SECOND, Policy, Run
 
 CNN = Candidate("baseline_cnn", "basic", cost=1)
 RESNET = Candidate("resnet", "flip", cost=4)

@@ -15,7 +15,8 @@ import time
 from dataclasses import replace
 
 from automl_core.engine.oracle import Oracle
-from automl_core.engine.policy import PLAIN, Candidate, Outcome, Pace, Policy, Run, Sizes
+from automl_core.engine.pace import Candidate, Outcome, Pace, Sizes
+from automl_core.engine.policy import PLAIN, Policy, Run
 from automl_core.engine.run import SearchRun, auto_batch_size, leaderboard_row, rank, save_state
 from automl_core.errors import UsageError
 from automl_core.rundir import read_json, write_json
