@@ -186,10 +186,8 @@ class SearchLoop:
         )
 
     def _image_sizes(self, architecture: str) -> list[int] | None:
-        """The training image sizes ``architecture``'s trials choose from (``None``: it
-        trains at the decoded size, or it resizes its input itself)."""
-        own = self.run.plugins["architectures"].get(architecture).info.get("sizes", {})
-        return None if input_size.IMAGE_SIZE in own else (self.image_sizes or None)
+        component = self.run.plugins["architectures"].get(architecture)
+        return offered_image_sizes(component, self.image_sizes)
 
     def _run_of(self, trial) -> Run:
         """The policy's run that ``trial`` (started before a crash) stands for: as its
@@ -380,15 +378,22 @@ def sizes(registry, image_sizes: list[int]) -> dict[str, list[Sizes]]:
     each value's cost relative to its default)."""
     found: dict[str, list[Sizes]] = {}
     for component in registry.components.values():
-        own = component.info.get("sizes", {})
         dimensions = found.setdefault(component.name, [])
-        if image_sizes and input_size.IMAGE_SIZE not in own:
+        if offered := offered_image_sizes(component, image_sizes):
             dimensions.append(
                 Sizes(
                     f"{component.name}/{input_size.IMAGE_SIZE}",
-                    input_size.size_costs(image_sizes),
-                    screen=input_size.screen_size(image_sizes),
+                    input_size.size_costs(offered),
+                    screen=input_size.screen_size(offered),
                 )
             )
+        own = component.info.get("sizes", {})
         dimensions += [Sizes(f"{component.name}/{name}", dict(c)) for name, c in own.items()]
     return found
+
+
+def offered_image_sizes(component, image_sizes: list[int]) -> list[int] | None:
+    """The training image sizes an architecture's trials choose from; ``None`` when there
+    is no choice, or when it resizes its input itself (registers its own ``image_size``)."""
+    own = component.info.get("sizes", {})
+    return None if not image_sizes or input_size.IMAGE_SIZE in own else image_sizes
