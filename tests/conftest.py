@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
+FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
+"""Test architectures: ``small``, ones that fail in each way, ``sleepy``, ``unaffordable``."""
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
@@ -96,3 +98,22 @@ def exported_run(tmp_path_factory) -> Path:
     return train_tiny_run(
         tmp_path_factory.mktemp("exported"), export=["saved_model", "onnx", "tflite"]
     )
+
+
+def quick_search(folder, out, **settings):
+    """A search in this process of up to 3 trials of 2 epochs of the test architectures."""
+    from automl_core.engine.search import search
+    from automl_core.engine.settings import SearchConfig
+
+    config = dict(
+        source=str(folder),
+        out=str(out),
+        executor="inline",
+        augmenters=["none"],
+        architectures=["small"],
+        plugins=[FAILURES],
+        max_trials=3,
+        epochs=2,
+        refit=False,
+    )
+    return search(SearchConfig(**(config | settings)))

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import REPO, run_automl
+from conftest import FAILURES, REPO, quick_search, run_automl
 
-from automl_core.engine.search import search
-from automl_core.engine.settings import SearchConfig
-
-FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 TINY_CNN = str(REPO / "examples" / "plugins" / "tiny_cnn.py")
 FINISHING_SECONDS = 10
 """The most a search may run past its budget on tiny data (docs/concepts.md)."""
-
-
-def quick_search(folder, out, **settings):
-    config = dict(
-        source=str(folder),
-        out=str(out),
-        executor="inline",
-        augmenters=["none"],
-        architectures=["small"],
-        plugins=[FAILURES],
-        max_trials=3,
-        epochs=2,
-        refit=False,
-    )
-    return search(SearchConfig(**(config | settings)))
 
 
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])

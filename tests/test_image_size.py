@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_image_folder
+from conftest import FAILURES, make_image_folder, quick_search
 from keras.models import load_model
 
 from automl_core.data.dataset import split
-from automl_core.engine.search import search
-from automl_core.engine.settings import SearchConfig
 from automl_core.plugin.manager import load_plugins
 from automl_core.training.input_size import (
     offered_sizes,
@@ -23,7 +21,6 @@ from automl_core.training.input_size import (
 from automl_core.training.space import initial_space
 from automl_core.training.trial import TrialSpec, run_trial
 
-FAILURES = str(Path(__file__).parent / "plugins" / "trial_failures.py")
 SIDE = 72
 """The decoded size of the test images: 32 and 64 are offered below it."""
 
@@ -105,20 +102,7 @@ def test_a_continuation_at_a_smaller_size_starts_from_its_parents_weights(data, 
 
 def test_a_budgeted_search_screens_at_a_small_size_and_sizes_the_final(tmp_path):
     folder = make_image_folder(tmp_path / "images", size=SIDE)
-    run = search(
-        SearchConfig(
-            source=str(folder),
-            out=str(tmp_path / "run"),
-            executor="inline",
-            augmenters=["none"],
-            architectures=["small"],
-            plugins=[FAILURES],
-            max_trials=4,
-            epochs=2,
-            refit=False,
-            time_budget=300,
-        )
-    )
+    run = quick_search(folder, tmp_path / "run", max_trials=4, time_budget=300)
     assert run.data.input_shape == (SIDE, SIDE, 3)
     first = run.results[0]
     assert (first.stage, first.hyperparameters["small/image_size"]) == ("screen", 64)
