@@ -39,11 +39,16 @@ def _reasons(found) -> dict[str, str]:
     return {str(Path(s["path"]).relative_to(root)): s["reason"] for s in found.skipped}
 
 
-def test_split_layout_survives_stray_folders_and_names_them(tmp_path):
-    root = tmp_path / "data"
-    make_image_folder(root / "train", classes=("red", "blue"), per_class=4)
+def _split_with_stray_folder(root: Path, per_class: int = 4) -> Path:
+    """``train/`` and ``val/`` of red and blue, and a ``notebooks/`` beside them."""
+    make_image_folder(root / "train", classes=("red", "blue"), per_class=per_class)
     make_image_folder(root / "val", classes=("red", "blue"), per_class=2)
     make_image_folder(root / "notebooks", classes=("plots",), per_class=1)
+    return root
+
+
+def test_split_layout_survives_stray_folders_and_names_them(tmp_path):
+    root = _split_with_stray_folder(tmp_path / "data")
     _junk(root)
     found = scan(root)
     assert found.layout == SPLIT_FOLDERS
@@ -105,10 +110,7 @@ def test_empty_and_unreadable_classes_are_warned_about(tmp_path):
 
 
 def test_inspect_prints_the_layout_its_reason_and_warnings(tmp_path):
-    root = tmp_path / "data"
-    make_image_folder(root / "train", classes=("red", "blue"), per_class=3)
-    make_image_folder(root / "val", classes=("red", "blue"), per_class=2)
-    make_image_folder(root / "notebooks", classes=("plots",), per_class=1)
+    root = _split_with_stray_folder(tmp_path / "data", per_class=3)
     _junk(root)
     out = run_automl("inspect", root, env={"COLUMNS": "500"})  # no wrapped lines
     assert out.returncode == 0, out.stderr
@@ -122,10 +124,7 @@ def test_inspect_prints_the_layout_its_reason_and_warnings(tmp_path):
 
 
 def test_a_search_prints_the_layout_warnings_before_it_trains(tmp_path):
-    root = tmp_path / "data"
-    make_image_folder(root / "train", classes=("red", "blue"), per_class=4)
-    make_image_folder(root / "val", classes=("red", "blue"), per_class=2)
-    make_image_folder(root / "notebooks", classes=("plots",), per_class=1)
+    root = _split_with_stray_folder(tmp_path / "data")
     out = run_automl(
         "search", root, "--architectures", "baseline_cnn", "--augmenters", "none",
         "--max-trials", "1", "--epochs", "1", "--out", tmp_path / "run",
