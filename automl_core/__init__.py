@@ -12,7 +12,7 @@ import pluggy
 hookimpl = pluggy.HookimplMarker("automl")
 
 try:
-    __version__ = version("automl")
+    __version__ = version("automl-images")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 

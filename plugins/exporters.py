@@ -28,9 +28,9 @@ def register_exporters(register):
     register(
         "onnx",
         export_onnx,
-        description="ONNX .onnx file (needs automl[onnx])",
+        description="ONNX .onnx file (needs automl-images[onnx])",
         needs=("tf2onnx", "onnx", "onnxruntime"),  # onnxruntime verifies the export
-        install="automl[onnx]",
+        install="automl-images[onnx]",
     )
     register(
         "tflite",
@@ -38,7 +38,7 @@ def register_exporters(register):
         description="LiteRT / TFLite .tflite file; float32, or --quantize float16|int8|dynamic",
         tags=QUANTIZE_MODES,
         needs=("ai_edge_litert",),  # verifies the export
-        install="automl[litert]",
+        install="automl-images[litert]",
     )
 
 

@@ -203,5 +203,5 @@ def register_executors(register):
         RayExecutor,
         description="each trial a Ray task, on this machine or a cluster",
         needs=("ray",),
-        install="automl[ray]",
+        install="automl-images[ray]",
     )

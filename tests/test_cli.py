@@ -30,7 +30,12 @@ def test_console_script_reports_version():
     assert automl, "the automl console script is not installed"
     out = subprocess.run([automl, "--version"], capture_output=True, text=True)
     assert out.returncode == 0
-    assert out.stdout.startswith("automl ")
+    # the distribution is automl-images ("automl" on PyPI is another project); the command
+    # stays automl and reports the installed distribution's version, not the 0.0.0 fallback
+    from importlib.metadata import version
+
+    assert out.stdout.strip() == f"automl {version('automl-images')}"
+    assert version("automl-images") != "0.0.0"
 
 
 def test_search_end_to_end(image_folder, tmp_path):

@@ -90,7 +90,7 @@ def test_without_ray_the_executor_says_how_to_install_it_before_any_work(tmp_pat
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
-        "automl: error: the executor 'ray' needs ray: pip install 'automl[ray]'"
+        "automl: error: the executor 'ray' needs ray: pip install 'automl-images[ray]'"
     )
     assert not (tmp_path / "run").exists()  # said before anything was written
 
