@@ -4,7 +4,10 @@ Every path in it is named here, and only here::
 
     runs/<name>/
       config.json        the resolved settings
+      environment.json   the run's schema version; versions, CPU, GPUs and precision
+                         it ran with, at the start and at each resume
       dataset.json       classes, counts, skipped files, cache location
+      precision.json     the precision trials train in, and the probe that chose it
       state.json         running / finished / interrupted, elapsed seconds
       data/              the train/validation split (memory-mapped by trial processes)
       oracle/            the tuner's state (keras-tuner: trial.json per trial)
@@ -61,6 +64,11 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+RUN_SCHEMA = 1
+"""The run directory's layout version, recorded in ``environment.json``: a run written
+under another one is reported as far as it can be read, and never resumed."""
 
 
 LABELS = "labels.json"
@@ -180,8 +188,8 @@ class RunDir:
                 f"--out {str(path)!r} is inside the dataset folder {str(source)!r}, where a "
                 "later search would read it as images: choose a folder outside it"
             )
-        own = {self.dataset, self.precision, self.state, self.leaderboard, self.data}
-        own |= {self.oracle, self.trials, self.winner.path, self.report}
+        own = {self.dataset, self.environment, self.precision, self.state, self.leaderboard}
+        own |= {self.data, self.oracle, self.trials, self.winner.path, self.report}
         names = os.listdir(path) if path.is_dir() else []
         others = sorted(name for name in names if path / name not in own)
         if others:
@@ -194,6 +202,42 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.path / "config.json"
+
+    def read_config(self) -> dict:
+        """The saved settings; a missing or unreadable ``config.json`` is a usage error."""
+        if not self.config.is_file():
+            raise UsageError(f"{str(self.path)!r} is not a search run directory (no config.json)")
+        try:
+            settings = read_json(self.config)
+            if not isinstance(settings, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise UsageError(
+                f"{str(self.config)!r} is unreadable ({error}): restore it, or start a new search"
+            ) from error
+        return settings
+
+    @property
+    def environment(self) -> Path:
+        """The schema version, and what the search ran with (``engine/environment.py``)."""
+        return self.path / "environment.json"
+
+    def schema_mismatch(self) -> str | None:
+        """One line saying the run was written under another ``RUN_SCHEMA``, or records
+        none; ``None`` when it is this one."""
+        try:
+            schema = read_json(self.environment)["schema"]
+        except (OSError, ValueError, TypeError, KeyError):
+            return (
+                f"{str(self.path)!r} records no run schema (no readable environment.json: "
+                f"written before automl recorded one); this automl reads schema {RUN_SCHEMA}"
+            )
+        if schema == RUN_SCHEMA:
+            return None
+        return (
+            f"{str(self.path)!r} was written by schema {schema}; "
+            f"this automl reads schema {RUN_SCHEMA}"
+        )
 
     @property
     def dataset(self) -> Path:

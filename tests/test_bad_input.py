@@ -19,7 +19,7 @@ from conftest import make_image_folder, run_automl
 
 from automl_core.engine.settings import SearchConfig
 from automl_core.reporting.plots import CONFUSION_MATRIX
-from automl_core.rundir import RunDir, write_json
+from automl_core.rundir import RUN_SCHEMA, RunDir, write_json
 
 QUICK = ("--max-trials", "1", "--epochs", "1", "--architectures", "baseline_cnn")
 QUICK += ("--augmenters", "none")
@@ -151,6 +151,7 @@ def test_resume_of_another_users_run_warns_before_importing_its_plugins(tmp_path
     run_dir = RunDir(tmp_path / "run")
     config = SearchConfig(str(make_image_folder(tmp_path / "images")), plugins=[str(plugin)])
     write_json(run_dir.config, asdict(config))
+    write_json(run_dir.environment, {"schema": RUN_SCHEMA})
 
     mine = run_automl("search", "--resume", run_dir.path)
     assert "announce plugin imported" in mine.stderr, mine.stderr

@@ -60,6 +60,8 @@ def run_report(args: argparse.Namespace) -> int:
     from automl_core.reporting.run_report import load_report
 
     report = load_report(args.run_dir)
+    if report.schema_mismatch:
+        print(f"automl: warning: {report.schema_mismatch}: showing what it can", file=sys.stderr)
     if args.json or args.csv:
         sys.stdout.write(report.to_json() + "\n" if args.json else report.to_csv())
         return 0

@@ -14,7 +14,7 @@ from automl_core import hookimpl
 from automl_core.engine import settings
 from automl_core.engine.settings import SETTINGS, SearchConfig, Setting, format_duration
 from automl_core.errors import UsageError
-from automl_core.rundir import RunDir, read_json
+from automl_core.rundir import RunDir
 
 DEMO = {"time_budget": 100.0, "architectures": ["airbench", "baseline_cnn", "resnet"]}
 """The demo: the candidates that train well from scratch on 800 tiny photos."""
@@ -106,7 +106,7 @@ def warn_foreign_plugins(run_dir: RunDir) -> None:
     if not run_dir.config.is_file():
         return  # resume says what is wrong
     owners = {os.stat(path).st_uid for path in (run_dir.path, run_dir.config)} - {os.getuid()}
-    plugins = read_json(run_dir.config).get("plugins") or []
+    plugins = run_dir.read_config().get("plugins") or []
     if owners and plugins:
         print(
             f"automl: warning: {str(run_dir.path)!r} belongs to another user (uid "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from automl_core.data.cache import cache_root
 from automl_core.data.dataset import load_split, save_split, split
+from automl_core.engine.environment import record_resume, record_start
 from automl_core.engine.loop import SearchLoop, graceful_interrupt
 from automl_core.engine.oracle import Oracle
 from automl_core.engine.run import SearchRun, leaderboard_row, rank, save_state
@@ -56,6 +57,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
         "seed": config.seed,
     }
     write_json(run_dir.dataset, run.dataset_summary)
+    record_start(run, _record_precision(run))
     write_json(run_dir.config, asdict(config))  # last: a run with it can be resumed
     with _stop_if_disk_full(run_dir):
         return _drive(run, _make_oracle(run))
@@ -68,9 +70,7 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     """
     started = time.time()
     directory = RunDir(Path(run_dir))
-    if not directory.config.exists():
-        raise UsageError(f"{str(run_dir)!r} is not a search run directory (no config.json)")
-    config = SearchConfig(**read_json(directory.config))
+    config = _saved_config(directory)
     for name, value in changes.items():
         if value is not None:
             setattr(config, name, value)
@@ -90,6 +90,7 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     run.results = [TrialResult.load(trial) for trial in ended if trial.metrics.exists()]
     run.leaderboard = rank(run.results, config.objective)
     with _stop_if_disk_full(directory):
+        record_resume(run, _record_precision(run))  # measured on this machine
         # a kill may have come between a trial's end and the leaderboard's update
         write_json(directory.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
         return _drive(run, oracle, pending)
@@ -123,8 +124,26 @@ def _make_oracle(run: SearchRun) -> Oracle:
     )
 
 
+def _saved_config(directory: RunDir) -> SearchConfig:
+    """The settings of a run to resume: one line, not a traceback, when they are
+    unreadable or the run was written under another run schema."""
+    settings = directory.read_config()
+    mismatch = directory.schema_mismatch()
+    if mismatch:
+        raise UsageError(
+            f"{mismatch}, so it cannot resume it: resume it with the automl version that "
+            "started it, or start a new search"
+        )
+    try:
+        return SearchConfig(**settings)
+    except TypeError as error:  # a setting this automl does not have, or one missing
+        raise UsageError(
+            f"{str(directory.config)!r} does not hold this automl's settings ({error}): "
+            "restore it, or start a new search"
+        ) from error
+
+
 def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> SearchRun:
-    _record_precision(run)  # before the trials, and measured on this machine when resumed
     run.plugins.hook.search_start(run=run)
     executor = run.plugins["executors"].get(run.config.executor).obj(run)
     loop = SearchLoop(run, oracle, executor, pending)

@@ -32,14 +32,28 @@ def visible_gpus() -> list[str]:
     declared = os.environ.get("CUDA_VISIBLE_DEVICES")
     if declared is not None:
         return [d.strip() for d in declared.split(",") if d.strip() and d.strip() != "-1"]
+    return re.findall(r"^GPU (\d+):", _nvidia_smi("-L"), flags=re.MULTILINE)
+
+
+def gpu_names(ids: list[str]) -> list[str]:
+    """The model names of the GPUs ``ids`` (indices or UUIDs, as ``CUDA_VISIBLE_DEVICES``
+    gives them), from ``nvidia-smi``: ``unknown`` for one it does not list."""
+    listing = _nvidia_smi("--query-gpu=index,uuid,name", "--format=csv,noheader")
+    names = {}
+    for index, uuid, name in re.findall(r"^(\d+), (GPU-[^,]+), (.+)$", listing, re.MULTILINE):
+        names[index] = names[uuid] = name.strip()
+    return [names.get(gpu, "unknown") for gpu in ids]
+
+
+def _nvidia_smi(*args: str) -> str:
+    """``nvidia-smi``'s output; empty where there is none or it fails."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return []
+        return ""
     try:
-        listing = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+        return subprocess.run([smi, *args], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return []
-    return re.findall(r"^GPU (\d+):", listing.stdout, flags=re.MULTILINE)
+        return ""
 
 
 def plan_slots(devices: str | None = None, workers: int | None = None) -> list[Slot]:

@@ -51,6 +51,8 @@ class RunReport:
     leaderboard: list[TrialResult]
     card: dict | None = None
     test: dict | None = None
+    schema_mismatch: str | None = None
+    """Why the run may be shown only in part: written under another run schema."""
 
     @property
     def objective(self) -> str:
@@ -110,13 +112,24 @@ class RunReport:
 
 
 def load_report(path: str | Path) -> RunReport:
-    """Read a run directory; a folder that is not one is a usage error."""
+    """Read a run directory; a folder that is not one, or a run written under another
+    run schema that cannot be read, is a usage error."""
+    run_dir = RunDir(Path(path))
+    config = run_dir.read_config()
+    mismatch = run_dir.schema_mismatch()
+    try:
+        report = _read(run_dir, config)
+    except Exception as error:  # a run of this schema that fails to read is a bug: raise
+        if mismatch is None:
+            raise
+        raise UsageError(f"{mismatch}, and cannot read it: {error!r}") from error
+    report.schema_mismatch = mismatch
+    return report
+
+
+def _read(run_dir: RunDir, config: dict) -> RunReport:
     from automl_core.engine.run import rank
 
-    run_dir = RunDir(Path(path))
-    if not run_dir.config.is_file():
-        raise UsageError(f"{str(path)!r} is not a search run directory (no config.json)")
-    config = read_json(run_dir.config)
     state = read_json(run_dir.state) if run_dir.state.is_file() else {}
     folders = [d for d in run_dir.trial_dirs() if d.path.name != REFIT]
     trials = [_trial(d, state) for d in folders]

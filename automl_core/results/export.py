@@ -118,11 +118,12 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
     reference = winner.reference
     model = _artifact_facts(reference, winner.data.x_val[0])
     test = winner.dir.test_metrics
-    precision = winner.run_dir.precision
+    precision, environment = winner.run_dir.precision, winner.run_dir.environment
     card = model_card.build(
         metadata=winner.metadata,
         test=read_json(test) if test.is_file() else None,
         precision=read_json(precision) if precision.is_file() else None,
+        environment=read_json(environment) if environment.is_file() else None,
         dataset=read_json(winner.run_dir.dataset),
         validation=classification_report(
             winner.reference_probabilities, winner.data.y_val, winner.data.class_names

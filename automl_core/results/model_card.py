@@ -15,6 +15,7 @@ def build(
     exports: dict[str, dict],
     test: dict | None = None,
     precision: dict | None = None,
+    environment: dict | None = None,
 ) -> dict:
     """The card's facts, JSON-ready.
 
@@ -22,7 +23,8 @@ def build(
     ``test`` (``winner/test_metrics.json``, when the search had a test set) are
     classification reports,
     ``model`` the ``.keras`` file's size and latency, ``exports`` one verification record
-    per exported artifact, ``precision`` the run's ``precision.json``.
+    per exported artifact, ``precision`` the run's ``precision.json``, ``environment``
+    its ``environment.json`` (what it ran with).
     """
     height, width, channels = metadata["input_shape"]
     evaluation = {"validation": validation}
@@ -58,7 +60,15 @@ def build(
             "policy": precision["architectures"].get(metadata["architecture"], "float32"),
             "reason": precision["summary"],
         },
+        "reproducibility": None if environment is None else _reproducibility(environment),
     }
+
+
+def _reproducibility(environment: dict) -> dict:
+    """What the search ran with: its start, and what any resume changed."""
+    facts = {key: value for key, value in environment.items() if key != "resumes"}
+    changes = [change for resume in environment.get("resumes", []) for change in resume["changes"]]
+    return facts | {"changed_on_resume": changes}
 
 
 def write(winner: WinnerDir, card: dict) -> Path:
@@ -121,6 +131,7 @@ def markdown(card: dict) -> str:
             )
     else:
         lines.append("None yet: `automl export RUN_DIR --format onnx` adds one.")
+    lines += _reproducibility_lines(card)
     return "\n".join(lines) + "\n"
 
 
@@ -145,6 +156,34 @@ def _precision_line(card: dict) -> list[str]:
     trained = card["training_precision"]
     compute = trained["policy"].removeprefix("mixed_")
     return [f"- Trained in {compute} (search's precision: {trained['reason']}); saved in float32"]
+
+
+def _reproducibility_lines(card: dict) -> list[str]:
+    """The Reproducibility section, when the run recorded what it ran with."""
+    facts = card.get("reproducibility")
+    if not facts:
+        return []
+    cpu, versions = facts["cpu"], dict(facts["versions"])
+    python = versions.pop("python")
+    lines = [
+        "",
+        "## Reproducibility",
+        "",
+        f"- Run schema {facts['schema']}; Python {python}; "
+        + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        f"- Platform: {facts['platform']}",
+        f"- CPU: {cpu['model']}, {cpu['cores']} cores (AMX: {_yes(cpu['amx'])}, "
+        f"AVX512-BF16: {_yes(cpu['avx512_bf16'])})",
+        f"- GPUs: {', '.join(facts['gpus']) or 'none'}",
+        f"- Precision: {facts['precision']}",
+    ]
+    if facts["changed_on_resume"]:
+        lines.append(f"- Changed on resume: {'; '.join(facts['changed_on_resume'])}")
+    return lines
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _size(size: int) -> str:

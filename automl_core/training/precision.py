@@ -208,8 +208,14 @@ def cpu_has_bfloat16_matrix_units() -> bool:
 
 def tensorflow_version() -> str:
     """Without importing TensorFlow."""
+    return installed_version("tensorflow")
+
+
+def installed_version(distribution: str) -> str:
+    """An installed distribution's version, from its metadata (importing nothing), or
+    ``unknown``."""
     try:
-        return metadata.version("tensorflow")
+        return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return "unknown"
 
