@@ -15,12 +15,7 @@ from automl_core.data.dataset import DatasetSplit
 from automl_core.rundir import TrialDir, atomic_target, read_json, write_json
 from automl_core.training import input_size
 from automl_core.training.balance import label_weights
-from automl_core.training.evaluate import (
-    BALANCED_ACCURACY,
-    accuracy,
-    class_scores,
-    cross_entropy,
-)
+from automl_core.training.evaluate import BALANCED_ACCURACY, accuracy, class_scores, cross_entropy
 from automl_core.training.space import architecture_scope, augmenter_scope, from_config
 from automl_core.training.tta import flip_predictions
 
