@@ -85,6 +85,8 @@ def print_report(report: RunReport, console) -> None:
         f"{len(report.leaderboard)} of {len(report.trials)} trial(s) completed"
     )
     console.print(leaderboard_table(report.leaderboard, report.objective))
+    if any(trial.macro_f1 is not None for trial in report.leaderboard):
+        console.print(class_balance_table(report.leaderboard))
     for trial in report.trials:
         if trial.status != COMPLETED:
             reason = f": {trial.error}" if trial.error else ""
@@ -100,3 +102,33 @@ def print_report(report: RunReport, console) -> None:
         console.print("[red]no winner saved[/]")
     if report.test:
         console.print(test_set_table(report.test))
+        if report.test.get("macro_f1") is not None:
+            console.print(
+                f"test balanced accuracy {report.test['balanced_accuracy']:.3f}, "
+                f"macro-F1 {report.test['macro_f1']:.3f}"
+            )
+
+
+def class_balance_table(leaderboard: list[TrialResult]):
+    """The ranked trials' class-balanced validation scores, and each one's weakest class
+    (a trial from before these scores shows dashes)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    from automl_core.reporting.html import number
+
+    table = Table(title="Class balance (validation)", box=box.SIMPLE_HEAD)
+    for column in ("#", "trial", "balanced acc", "macro-F1", "lowest recall"):
+        table.add_column(column, justify="left" if column == "lowest recall" else "right")
+    for rank, trial in enumerate(leaderboard, 1):
+        recalls = {k: v for k, v in trial.per_class_recall.items() if v is not None}
+        weakest = min(recalls, key=recalls.get) if recalls else None
+        table.add_row(
+            str(rank),
+            trial.trial_id,
+            number(trial.balanced_accuracy),
+            number(trial.macro_f1),
+            Text("-" if weakest is None else f"{recalls[weakest]:.3f} {weakest}"),
+        )
+    return table

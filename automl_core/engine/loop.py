@@ -183,6 +183,7 @@ class SearchLoop:
             train_images=run.train_images,
             stage=run.stage,
             image_sizes=self._image_sizes(values[ARCHITECTURE]),
+            class_weights=self.run.class_weights,
         )
 
     def _image_sizes(self, architecture: str) -> list[int] | None:
@@ -272,6 +273,7 @@ class SearchLoop:
             train_on_all=True,
             stage=REFIT,
             image_sizes=self._image_sizes(best.architecture),
+            class_weights=run.class_weights,
         )
         run.plugins.hook.trial_start(run=run, spec=spec)
         self.executor.submit(spec)
@@ -296,7 +298,7 @@ class SearchLoop:
         if result.status == STOPPED:  # interrupted by the user: stays open for --resume
             run.plugins.hook.trial_end(run=run, result=result)
             return
-        metrics = {"val_accuracy": result.val_accuracy, "val_loss": result.val_loss}
+        metrics = {name: result.score(name) for name in OBJECTIVES}
         self.oracle.finish(
             trial,
             completed=result.status == COMPLETED,

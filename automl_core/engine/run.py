@@ -36,6 +36,12 @@ class SearchRun:
     """What the scheduling policy left out and why (a candidate too slow for its time)."""
 
     @property
+    def class_weights(self) -> dict[str, float] | None:
+        """The weights its trials give each class, as decided when it started (recorded
+        in ``dataset.json``; a run from before class weights has none)."""
+        return self.dataset_summary.get("class_weights")
+
+    @property
     def winner_path(self) -> Path:
         return self.run_dir.winner.model
 

@@ -28,6 +28,7 @@ from automl_core.results.export import publish_search
 from automl_core.results.testset import evaluate_test_set
 from automl_core.results.winner import save_winner
 from automl_core.rundir import RunDir, read_json, write_json
+from automl_core.training.balance import class_weights, weights_note
 from automl_core.training.precision import PrecisionChoice, resolve_precision
 from automl_core.training.trial import OBJECTIVES, TrialResult
 
@@ -55,7 +56,10 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
         "val": len(data.y_val),
         "val_split": round(len(data.y_val) / (len(data.y_train) + len(data.y_val)), 4),
         "seed": config.seed,
+        "class_weights": class_weights(config.class_weights, data.y_train, data.class_names),
     }
+    note = weights_note(config.class_weights, data.y_train, data.class_names)
+    run.dataset_summary["warnings"] = images.warnings + ([note] if note else [])
     write_json(run_dir.dataset, run.dataset_summary)
     record_start(run, _record_precision(run))
     write_json(run_dir.config, asdict(config))  # last: a run with it can be resumed

@@ -18,6 +18,7 @@ from typing import Any
 
 from automl_core.data.dataset import DEFAULT_VAL_SPLIT, MAX_AUTO_IMAGE_SIZE, MAX_DEFAULT_VAL
 from automl_core.errors import UsageError
+from automl_core.training.balance import CLASS_WEIGHTS, IMBALANCE_RATIO
 from automl_core.training.trial import OBJECTIVES
 
 PRECISIONS = ("auto", "float32", "mixed")
@@ -248,7 +249,20 @@ class SearchConfig:
         ),
     )
     objective: str = field(
-        default="val_accuracy", metadata=setting("what ranks the trials", choices=tuple(OBJECTIVES))
+        default="val_accuracy",
+        metadata=setting(
+            "what ranks the trials (balanced_accuracy: the mean recall of the classes)",
+            choices=tuple(OBJECTIVES),
+        ),
+    )
+    class_weights: str = field(
+        default="auto",
+        metadata=setting(
+            "balanced weighs each training image's loss by n / (classes x images of its "
+            f"class); auto does so when the largest class has more than {IMBALANCE_RATIO:g}x "
+            "the images of the smallest",
+            choices=CLASS_WEIGHTS,
+        ),
     )
     seed: int = field(default=0, metadata=setting("random seed", convert=integer, metavar="SEED"))
     val_split: float | None = field(

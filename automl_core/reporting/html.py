@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from automl_core.reporting.live import duration, format_hyperparameters
 from automl_core.reporting.run_report import UNFINISHED
+from automl_core.results.model_card import SCORES, percent
 from automl_core.rundir import atomic_target
 from automl_core.training.trial import COMPLETED, RUNNING, STOPPED
 
@@ -92,6 +93,8 @@ def _leaderboard(report: RunReport) -> str:
             f"<tr{' class=winner' if rank == 1 else ''}><td class=num>{rank}</td>"
             f"<td>{escape(r.trial_id)}</td><td>{escape(r.architecture)}</td>"
             f"<td>{escape(r.augmenter)}</td><td class=num>{r.val_accuracy:.3f}</td>"
+            f"<td class=num>{number(r.balanced_accuracy)}</td>"
+            f"<td class=num>{number(r.macro_f1)}</td>"
             f"<td class=num>{r.val_loss:.3f}</td><td class=num>{r.params or 0:,}</td>"
             f"<td class=num>{r.train_seconds:.1f}s</td><td class=num>{r.epochs_run}</td>"
             f"<td class=hp>{escape(format_hyperparameters(r))}</td></tr>"
@@ -102,6 +105,8 @@ def _leaderboard(report: RunReport) -> str:
         "architecture",
         "augmenter",
         "val acc",
+        "balanced acc",
+        "macro-F1",
         "val loss",
         "params",
         "time",
@@ -158,9 +163,8 @@ def _model_card(card: dict | None, test: dict | None) -> str:
         f"{model['cpu_latency_ms']} ms per image on the CPU",
     }
     facts |= {
-        f"{name} accuracy": "n/a"
-        if e["accuracy"] is None
-        else f"{e['accuracy']:.1%} on {e['images']} images"
+        name: f"{e['images']} images: "
+        + ", ".join(f"{label} {percent(e.get(key))}" for key, label in SCORES.items())
         for name, e in card["evaluation"].items()
     }
     if test and test.get("error"):
@@ -181,6 +185,7 @@ def _model_card(card: dict | None, test: dict | None) -> str:
         "<h2>Model card</h2>"
         f"<table id='model-card'>{table}</table><h3>Hyperparameters</h3>"
         f"<table>{_head('name', 'value')}{hps}</table>"
+        + _recalls(card["evaluation"])
         + (
             f"<h3>Exports</h3><table>{_head('artifact', 'runtime', 'top-1 agreement', 'accuracy')}"
             f"{exports}</table>"
@@ -190,6 +195,27 @@ def _model_card(card: dict | None, test: dict | None) -> str:
         + "<p>Use it: <code>automl predict RUN_DIR/winner photo.jpg</code>; "
         "the full card is <code>winner/model_card.md</code>.</p>"
     )
+
+
+def _recalls(evaluation: dict[str, dict]) -> str:
+    """Each class's recall on the validation (and test) images."""
+    classes = next(iter(evaluation.values()))["per_class_accuracy"]
+    rows = "".join(
+        f"<tr><td>{escape(cls)}</td>"
+        + "".join(
+            f"<td class=num>{percent(e['per_class_accuracy'].get(cls))}</td>"
+            for e in evaluation.values()
+        )
+        + "</tr>"
+        for cls in classes
+    )
+    names = [f"{name} recall" for name in evaluation]
+    return f"<h3>Recall per class</h3><table id='recall'>{_head('class', *names)}{rows}</table>"
+
+
+def number(value: float | None) -> str:
+    """A score to three decimals; ``-`` for one a trial did not record."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _head(*names: str) -> str:

@@ -27,6 +27,8 @@ CSV_COLUMNS = (
     "architecture",
     "augmenter",
     "val_accuracy",
+    "balanced_accuracy",
+    "macro_f1",
     "val_loss",
     "params",
     "train_seconds",

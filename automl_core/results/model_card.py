@@ -6,6 +6,10 @@ from pathlib import Path
 
 from automl_core.rundir import WinnerDir, atomic_target, write_json
 
+SCORES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+"""A classification report's scores and how a card names them (a card of a run from
+before class-balanced scores shows n/a for those)."""
+
 
 def build(
     metadata: dict,
@@ -48,7 +52,17 @@ def build(
         "evaluation": evaluation,
         "training_data": {
             key: dataset[key]
-            for key in ("source", "layout", "images", "counts", "train", "val", "val_split", "seed")
+            for key in (
+                "source",
+                "layout",
+                "images",
+                "counts",
+                "train",
+                "val",
+                "val_split",
+                "seed",
+                "class_weights",
+            )
             if key in dataset
         }
         | {"skipped_files": len(dataset.get("skipped", []))},
@@ -113,7 +127,7 @@ def markdown(card: dict) -> str:
     for name, report in card["evaluation"].items():
         lines += _report(name, report)
     lines += ["## Training data", ""]
-    lines += [f"- {key}: {value}" for key, value in card["training_data"].items()]
+    lines += [f"- {key}: {_fact(value)}" for key, value in card["training_data"].items()]
     lines += ["", "## Exports", ""]
     if card["exports"]:
         lines += [
@@ -136,17 +150,28 @@ def markdown(card: dict) -> str:
 
 
 def _report(name: str, report: dict) -> list[str]:
-    accuracy = report["accuracy"]
+    """A classification report's scores, then its recall per class."""
     lines = [
         f"### {name.capitalize()} ({report['images']} images): "
-        f"accuracy {'n/a' if accuracy is None else f'{accuracy:.1%}'}",
+        + ", ".join(f"{label} {percent(report.get(key))}" for key, label in SCORES.items()),
         "",
-        "| class | accuracy |",
+        "| class | recall |",
         "|---|---|",
     ]
     for cls, value in report["per_class_accuracy"].items():
-        lines.append(f"| {cls} | {'n/a' if value is None else f'{value:.1%}'} |")
+        lines.append(f"| {cls} | {percent(value)} |")
     return [*lines, ""]
+
+
+def _fact(value) -> str:
+    """A training-data fact: a mapping (class counts, class weights) as ``name value``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{name} {count:g}" for name, count in value.items())
+    return "none" if value is None else str(value)
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _precision_line(card: dict) -> list[str]:

@@ -187,14 +187,20 @@ def learning_rate_schedule(recipe: Recipe, total_steps: int, scale: float = 1.0)
 
 
 def _compile(model, recipe: Recipe, steps: int, epochs: int, scale: float = 1.0):
-    """Compile for ``epochs`` of ``steps`` steps; returns the learning-rate schedule."""
+    """Compile for ``epochs`` of ``steps`` steps; returns the learning-rate schedule.
+    Accuracy and balanced accuracy are logged for training and validation alike."""
     import keras
+
+    from automl_core.training.evaluate import balanced_accuracy_metric
 
     schedule = learning_rate_schedule(recipe, steps * epochs, scale)
     model.compile(
         optimizer=optimizer(recipe, schedule, steps),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            balanced_accuracy_metric(model.output_shape[-1]),
+        ],
     )
     return schedule
 

@@ -14,11 +14,14 @@ from typing import Any, Protocol
 from automl_core.data.dataset import DatasetSplit
 from automl_core.rundir import TrialDir, atomic_target, read_json, write_json
 from automl_core.training import input_size
-from automl_core.training.evaluate import accuracy, cross_entropy
+from automl_core.training.balance import label_weights
+from automl_core.training.evaluate import BALANCED_ACCURACY, accuracy, class_scores, cross_entropy
 from automl_core.training.space import architecture_scope, augmenter_scope, from_config
 from automl_core.training.tta import flip_predictions
 
-OBJECTIVES = {"val_accuracy": "max", "val_loss": "min"}
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", BALANCED_ACCURACY: "max"}
+"""Each objective (a ``TrialResult`` field, measured on the validation split) and whether
+higher or lower is better."""
 COMPLETED, FAILED, STOPPED, RUNNING = "completed", "failed", "stopped", "running"
 """A stopped trial was interrupted by the user; a resumed search runs it again. A running
 one has no result yet (and ``running`` is also the state of a search still going)."""
@@ -75,6 +78,8 @@ class TrialSpec:
     image_sizes: list[int] | None = None
     """The training sizes the candidate may choose from (``training.input_size``);
     ``None``: it trains at the decoded size (or resizes its input itself)."""
+    class_weights: dict[str, float] | None = None
+    """Each class's weight in the loss, by name (``training.balance``); ``None``: unweighted."""
 
     def save(self) -> None:
         write_json(TrialDir(self.trial_dir).spec, asdict(self))
@@ -97,6 +102,11 @@ class TrialResult:
     val_loss: float | None = None
     val_accuracy_tta: float | None = None
     """Validation accuracy with flip test-time augmentation."""
+    balanced_accuracy: float | None = None
+    """The mean of the classes' validation recalls (``training.evaluate``)."""
+    macro_f1: float | None = None
+    per_class_recall: dict[str, float | None] = field(default_factory=dict)
+    """Each class's share of its validation images predicted right, by class name."""
     params: int | None = None
     train_images: int = 0
     """Images each epoch trained on (a refit's include the validation images)."""
@@ -277,9 +287,11 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
     elif prepare is not None:  # data-dependent initialisation, before any training
         prepare(model, data.x_train[:PREPARE_IMAGES])
 
-    train, val = train_val_pipelines(data, plan.batch_size, seed=spec.seed, augment=augment)
+    train, val = train_val_pipelines(
+        data, plan.batch_size, seed=spec.seed, augment=augment, class_weights=spec.class_weights
+    )
     stopper = keras.callbacks.EarlyStopping(
-        monitor=spec.objective,
+        monitor=logged(spec.objective),
         mode=OBJECTIVES[spec.objective],
         patience=spec.patience,
         restore_best_weights=True,
@@ -307,6 +319,8 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
     result.val_accuracy = accuracy(plain, data.y_val)
     result.val_loss = cross_entropy(plain, data.y_val)
     result.val_accuracy_tta = accuracy(plain + mirrored, data.y_val)
+    for name, value in class_scores(plain, data.y_val, data.class_names).items():
+        setattr(result, name, value)
     with atomic_target(TrialDir(spec.trial_dir).model) as tmp:
         input_size.with_input_resizing(model, decoded).save(tmp)
     result.model_path = str(TrialDir(spec.trial_dir).model)
@@ -343,19 +357,46 @@ def shipped(model, build: Callable):
     return copy
 
 
-def train_val_pipelines(data: DatasetSplit, batch_size: int, *, seed: int, augment=None):
-    """The training pipeline (shuffled, augmented) and the validation one (neither)."""
+def logged(objective: str) -> str:
+    """The name of ``objective`` in an epoch's Keras logs: its validation value."""
+    return objective if objective.startswith("val_") else f"val_{objective}"
+
+
+def train_val_pipelines(
+    data: DatasetSplit,
+    batch_size: int,
+    *,
+    seed: int,
+    augment=None,
+    class_weights: dict[str, float] | None = None,
+):
+    """The training pipeline (shuffled, augmented, weighted by class if asked) and the
+    validation one (none of these)."""
     n = data.num_classes
-    train = pipeline(data.x_train, data.y_train, batch_size, n, seed=seed, augment=augment)
+    weigh = None if class_weights is None else label_weights(class_weights, data.class_names)
+    train = pipeline(
+        data.x_train, data.y_train, batch_size, n, seed=seed, augment=augment, weigh=weigh
+    )
     return train, pipeline(data.x_val, data.y_val, batch_size, n)
 
 
-def pipeline(x, y, batch_size: int, num_classes: int, *, seed: int | None = None, augment=None):
+def pipeline(
+    x,
+    y,
+    batch_size: int,
+    num_classes: int,
+    *,
+    seed: int | None = None,
+    augment=None,
+    weigh: Callable | None = None,
+):
     """A tf.data pipeline of float32 raw-pixel batches with one-hot labels.
 
     Shuffled (seeded) and augmented if asked. An augmenter with a true ``mixes_labels``
     attribute (MixUp, CutMix) gets and returns ``{"images": ..., "labels": ...}``; any
-    other gets and returns the images alone.
+    other gets and returns the images alone. ``weigh(labels)``, if given, makes each
+    batch's sample weights from its labels after augmenting, so mixed labels weigh as
+    the mix of their classes (Keras's own ``class_weight`` takes the largest share).
     """
     import tensorflow as tf
 
@@ -367,6 +408,8 @@ def pipeline(x, y, batch_size: int, num_classes: int, *, seed: int | None = None
     )
     if augment is not None:
         dataset = dataset.map(partial(_augment, augment), num_parallel_calls=tf.data.AUTOTUNE)
+    if weigh is not None:
+        dataset = dataset.map(lambda images, labels: (images, labels, weigh(labels)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
