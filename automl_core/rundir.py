@@ -17,6 +17,8 @@ Every path in it is named here, and only here::
       winner/            model.keras, labels.json, winner.json, model_card.{json,md},
                          test_metrics.json (with a test set), exports
       report/            index.html and the plots
+      tensorboard/<id>/  TensorBoard event files per trial (--track tensorboard)
+      mlflow.json        the MLflow run that logs the search (--track mlflow)
 """
 
 from __future__ import annotations
@@ -287,3 +289,13 @@ class RunDir:
     @property
     def report_index(self) -> Path:
         return self.report / "index.html"
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's log directory: one folder of event files per trial."""
+        return self.path / "tensorboard"
+
+    @property
+    def mlflow(self) -> Path:
+        """The MLflow store and parent run of the search, so a resume logs into it again."""
+        return self.path / "mlflow.json"

@@ -40,6 +40,7 @@ BUILTINS = {
     "tuners": "random",
     "exporters": "keras",
     "executors": "inline",
+    "trackers": "tensorboard",
 }
 """The built-in component each recording component hands its calls to, by kind."""
 
@@ -135,6 +136,10 @@ class CallRecorder:
     def register_executors(self, register):
         register(RECORDED, self.recording("executors"))
 
+    @hookimpl
+    def register_trackers(self, register):
+        register(RECORDED, self.recording("trackers"))
+
 
 def command_calls(root: Path) -> list[Call]:
     """How the real ``automl`` CLI calls a plugin command's handler."""
@@ -179,6 +184,7 @@ def engine_calls(tmp_path_factory) -> dict[str, list[Call]]:
                 architectures=[RECORDED],
                 augmenters=[RECORDED],
                 export=[RECORDED],
+                track=[RECORDED],
                 test=str(test_images),
                 max_trials=1,
                 epochs=1,

@@ -63,7 +63,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     write_json(run_dir.dataset, run.dataset_summary)
     record_start(run, _record_precision(run))
     write_json(run_dir.config, asdict(config))  # last: a run with it can be resumed
-    with _stop_if_disk_full(run_dir):
+    with _stop_if_disk_full(run_dir), _tracking(run):
         return _drive(run, _make_oracle(run))
 
 
@@ -93,7 +93,7 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     ended = [directory.trial(t) for t in oracle.end_order]  # a skipped trial has no folder
     run.results = [TrialResult.load(trial) for trial in ended if trial.metrics.exists()]
     run.leaderboard = rank(run.results, config.objective)
-    with _stop_if_disk_full(directory):
+    with _stop_if_disk_full(directory), _tracking(run):
         record_resume(run, _record_precision(run))  # measured on this machine
         # a kill may have come between a trial's end and the leaderboard's update
         write_json(directory.leaderboard, [leaderboard_row(r) for r in run.leaderboard])
@@ -110,6 +110,8 @@ def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], l
         ("datasets", config.dataset),
     ):
         plugins[kind].get(name).require()
+    for name in config.track:
+        plugins["trackers"].get(name).require()
     return architectures, augmenters
 
 
@@ -168,6 +170,24 @@ def _drive(run: SearchRun, oracle: Oracle, pending: list | None = None) -> Searc
     save_state(run, status)
     run.plugins.hook.search_end(run=run, leaderboard=run.leaderboard)
     return run
+
+
+@contextmanager
+def _tracking(run: SearchRun) -> Iterator[None]:
+    """The ``--track`` trackers, observing this search only; each one's ``close()``, if
+    it has one, is called when the search ends, by an error too."""
+    trackers = {
+        f"tracker:{name}": run.plugins["trackers"].get(name).obj(run) for name in run.config.track
+    }
+    for name, tracker in trackers.items():
+        run.plugins.manager.register(tracker, name=name)
+    try:
+        yield
+    finally:
+        for name, tracker in trackers.items():
+            run.plugins.manager.unregister(name=name)
+            if hasattr(tracker, "close"):
+                tracker.close()
 
 
 @contextmanager

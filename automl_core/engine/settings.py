@@ -373,6 +373,15 @@ class SearchConfig:
             metavar="MODE",
         ),
     )
+    track: list[str] = field(
+        default_factory=list,
+        metadata=setting(
+            "log the search to these experiment trackers: tensorboard (event files in the run "
+            "directory), mlflow (MLFLOW_TRACKING_URI, else MLflow's default)",
+            convert=formats,
+            metavar="NAME,...",
+        ),
+    )
     plugins: list[str] = field(default_factory=list)
     """The plugins' files or module names, so trial processes and a resume load them too."""
 

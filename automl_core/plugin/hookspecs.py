@@ -126,6 +126,17 @@ def register_executors(register: Register) -> None:
 
 
 @hookspec
+def register_trackers(register: Register) -> None:
+    """Register experiment trackers: ``register(name, factory)``.
+
+    ``factory(run: automl_core.engine.run.SearchRun)`` returns a plugin object whose
+    observer hooks (below) log the search somewhere. Chosen with ``--track``, it is
+    registered for that search only, before ``search_start``; its ``close()``, if it has
+    one, is called when the search ends, by an error too.
+    """
+
+
+@hookspec
 def register_commands(subcommands: argparse._SubParsersAction) -> None:
     """Add ``automl`` subcommands: ``subcommands.add_parser(name)``.
 

@@ -42,6 +42,8 @@ BUILTIN_PLUGINS = (
     "automl_plugins.exporters",
     "automl_core.execution.executors",
     "automl_plugins.ray_executor",
+    "automl_plugins.tensorboard_logs",
+    "automl_plugins.mlflow_tracking",
     "automl_core.cli.search",
     "automl_core.cli.inspect",
     "automl_core.cli.serve",

@@ -12,7 +12,7 @@ from typing import Any
 
 from automl_core.errors import PluginError, UsageError
 
-KINDS = ("datasets", "augmenters", "architectures", "tuners", "exporters", "executors")
+KINDS = ("datasets", "augmenters", "architectures", "tuners", "exporters", "executors", "trackers")
 
 
 @dataclass(frozen=True)
