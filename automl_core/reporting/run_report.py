@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "augmenter",
     "val_accuracy",
     "val_loss",
+    "folds",
     "params",
     "train_seconds",
     "epochs_run",
@@ -105,7 +106,8 @@ class RunReport:
         writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in self.rows():
-            writer.writerow(row | {"hyperparameters": json.dumps(row["hyperparameters"])})
+            as_json = {name: json.dumps(row[name]) for name in ("hyperparameters", "folds")}
+            writer.writerow(row | as_json)
         return out.getvalue()
 
 
