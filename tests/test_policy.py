@@ -9,7 +9,17 @@ from dataclasses import replace
 import pytest
 
 from automl_core.engine.pace import Candidate, Outcome, Pace, Sizes
-from automl_core.engine.policy import CONTINUE, FINAL, PLAIN, SCREEN, SECOND, Policy, Run
+from automl_core.engine.policy import (
+    CONTINUE,
+    FINAL,
+    FOLDS,
+    PLAIN,
+    SCREEN,
+    SECOND,
+    Policy,
+    Run,
+)
+from automl_core.engine.spread import Scores, rank_within_noise
 
 CNN = Candidate("baseline_cnn", "basic", cost=1)
 RESNET = Candidate("resnet", "flip", cost=4)
@@ -264,3 +274,85 @@ def test_on_small_data_the_final_trains_as_long_as_the_screen_that_chose_it():
     wider.pace, wider._stage = p.pace, SECOND
     wider.outcomes = [replace(o, images_seen=10 * 320) for o in p.outcomes]
     assert dict(wider.next(100).candidate.values) == {"baseline_cnn/width": 64}
+
+
+# --- small data: folds ----------------------------------------------------------------
+
+
+def fold_rung(scores: dict[Candidate, list[float]], **kwargs) -> tuple[Policy, list[Run]]:
+    """A one-hour search of data split into 5 folds: the screen of ``scores``' candidates
+    (their first score), then the fold rung it plans, each fold run given its score."""
+    p = policy(budget=3600, candidates=list(scores), folds=5, **kwargs)
+    screen = drain(p, 3600)
+    for n, run in enumerate(screen):
+        p.learn(outcome(run, f"s{n}", scores[run.candidate][0], per_image=run.candidate.cost / 1e5))
+    rung = drain(p, 3300)
+    for n, run in enumerate(rung):
+        score = scores[run.candidate][run.fold]
+        p.learn(
+            replace(
+                outcome(run, f"f{n}", score, per_image=run.candidate.cost / 1e5),
+                fold_of=run.fold_of,
+            )
+        )
+    return p, rung
+
+
+def test_on_folds_the_best_screened_candidates_run_on_every_other_fold():
+    p, rung = fold_rung({CNN: [0.6] * 5, RESNET: [0.7] * 5, VIT: [0.5] * 5})
+    screened = {o.trial_id: o for o in p.outcomes if o.stage == SCREEN}
+    # the best third, at least two, each on folds 1 to 4, one fold of both after another
+    assert {r.stage for r in rung} == {FOLDS}
+    assert [(screened[r.fold_of].candidate, r.fold) for r in rung[:2]] == [(RESNET, 1), (CNN, 1)]
+    assert sorted(r.fold for r in rung) == [1, 1, 2, 2, 3, 3, 4, 4]
+    # as long and on as many images as the screen: the same measurement on another fold
+    screen = next(o for o in p.outcomes if o.stage == SCREEN)
+    assert {r.seconds for r in rung} == {p._screen_seconds} and p._screen_seconds > 0
+    assert {r.train_images for r in rung} == {screen.images_seen // screen.epochs_trained}
+    assert all(r.candidate.architecture != "vit" for r in rung)
+
+
+def test_a_fold_mean_within_the_noise_goes_to_the_cheaper_candidate():
+    # resnet screened best (0.74 on fold 0), but over 5 folds it is 0.70 +- 0.04 against
+    # baseline_cnn's 0.69 +- 0.04: a tie, and baseline_cnn trains four times faster
+    tied = {CNN: [0.66, 0.72, 0.64, 0.74, 0.69], RESNET: [0.74, 0.66, 0.73, 0.67, 0.70]}
+    p, _ = fold_rung(tied | {VIT: [0.3] * 5})
+    final = p.next(2000)
+    assert final.stage == FINAL and final.candidate.architecture == "baseline_cnn"
+    # clearly better on the folds: resnet's mean is 0.84
+    better = {CNN: tied[CNN], RESNET: [0.84, 0.82, 0.86, 0.83, 0.85], VIT: [0.3] * 5}
+    p, _ = fold_rung(better)
+    assert p.next(2000).candidate.architecture == "resnet"
+
+
+def test_without_folds_or_room_for_them_there_is_no_fold_rung():
+    p = policy(budget=3600, folds=1)
+    screen = drain(p, 3600)
+    for n, run in enumerate(screen):
+        p.learn(outcome(run, str(n), 0.5 + n / 10, per_image=0.001))
+    assert {r.stage for r in drain(p, 2600)} != {FOLDS}
+    # 3 screened + 2 x 2 fold runs + the final do not fit in 6 trials
+    p = policy(budget=3600, folds=5, max_trials=6)
+    assert len(drain(p, 3600)) == 3
+    assert any("fold rung left out" in note for note in p.notes)
+    # a short budget measures fewer folds before it screens fewer candidates
+    p = policy(budget=600, folds=5)
+    assert len(drain(p, 600)) == 2 and p._measured == 3
+
+
+def test_the_spread_is_the_fold_to_fold_deviation_and_ties_need_it():
+    scores = Scores((0.6, 0.7, 0.8))
+    assert scores.summary() == {
+        "scores": [0.6, 0.7, 0.8],
+        "mean": pytest.approx(0.7),
+        "spread": pytest.approx(0.1),
+    }
+    cheap, dear = ("cheap", Scores((0.70,))), ("dear", Scores((0.71,)))
+    by_cost = {"cheap": 1.0, "dear": 2.0}
+    # one score each: no noise measured, the better score wins
+    ranked = rank_within_noise([dear, cheap], lambda c: c[1], lambda c: by_cost[c[0]])
+    assert [name for name, _ in ranked] == ["dear", "cheap"]
+    # the same means over folds that vary by 0.1: a tie, the cheaper first
+    noisy = ("cheap", Scores((0.6, 0.8, 0.7))), ("dear", Scores((0.61, 0.81, 0.71)))
+    ranked = rank_within_noise(list(noisy)[::-1], lambda c: c[1], lambda c: by_cost[c[0]])
+    assert [name for name, _ in ranked] == ["cheap", "dear"]

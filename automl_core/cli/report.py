@@ -87,6 +87,14 @@ def print_report(report: RunReport, console) -> None:
     console.print(leaderboard_table(report.leaderboard, report.objective))
     if any(trial.macro_f1 is not None for trial in report.leaderboard):
         console.print(class_balance_table(report.leaderboard))
+    for trial in report.leaderboard:
+        if trial.folds:  # its candidate was validated on several folds (small data)
+            console.print(
+                f"trial {trial.trial_id} {trial.architecture}: {report.objective} "
+                f"{trial.folds['mean']:.3f} ± {trial.folds['spread']:.3f} over "
+                f"{len(trial.folds['scores'])} folds",
+                markup=False,
+            )
     for trial in report.trials:
         if trial.status != COMPLETED:
             reason = f": {trial.error}" if trial.error else ""

@@ -17,6 +17,12 @@ SUBSETS = ("train", "val", "test")
 UNASSIGNED, TRAIN, VAL, TEST = -1, 0, 1, 2
 DEFAULT_VAL_SPLIT = 0.2
 MAX_DEFAULT_VAL = 5000
+FOLDS = 5
+"""Below ``MAX_FOLD_IMAGES`` images the split is the first of this many stratified folds:
+the validation images are fold 0, and the training images are dealt into the others."""
+MAX_FOLD_IMAGES = 3000
+"""Up to this many images, one validation split is a few hundred images or fewer: a few
+points of accuracy are noise, and candidates are compared on several folds."""
 
 
 @dataclass
@@ -77,6 +83,13 @@ class DatasetSplit:
     x_val: np.ndarray
     y_val: np.ndarray
     class_names: list[str]
+    folds: np.ndarray | None = None
+    """int8 per training image: the fold (1 to ``fold_count - 1``) it validates in; the
+    validation images are fold 0. ``None``: a single split."""
+
+    @property
+    def fold_count(self) -> int:
+        return 1 if self.folds is None else int(self.folds.max()) + 1
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -93,6 +106,21 @@ class DatasetSplit:
             self.x_train[:count], self.y_train[:count], self.x_val, self.y_val, self.class_names
         )
 
+    def fold(self, fold: int) -> DatasetSplit:
+        """Validate on fold ``fold`` and train on every other image, shuffled (fold 0:
+        this split itself)."""
+        if fold == 0:
+            return self
+        if not 0 < fold < self.fold_count:
+            raise ValueError(f"fold {fold} of a split into {self.fold_count} fold(s)")
+        own = self.folds == fold
+        x = np.concatenate([self.x_train[~own], self.x_val])
+        y = np.concatenate([self.y_train[~own], self.y_val])
+        order = np.random.default_rng(fold).permutation(len(y))
+        return DatasetSplit(
+            x[order], y[order], self.x_train[own], self.y_train[own], self.class_names
+        )
+
     def with_validation_in_training(self) -> DatasetSplit:
         """Train on every image (a refit); the validation arrays stay as they are."""
         return DatasetSplit(
@@ -107,7 +135,8 @@ class DatasetSplit:
 def split(data: ImageData, val_split: float | None, seed: int) -> DatasetSplit:
     """Train / validation arrays: the folder's own ``val/`` if it has one, else a seeded
     stratified split of every class in the same proportion (by default 0.2, holding out
-    at most ``MAX_DEFAULT_VAL`` images). Test images never train."""
+    at most ``MAX_DEFAULT_VAL`` images), the first of ``FOLDS`` folds up to
+    ``MAX_FOLD_IMAGES`` images. Test images never train."""
     if val_split is None:
         val_split = default_val_split(int(np.sum(_subsets(data) <= TRAIN)))
     if not 0 < val_split < 1:
@@ -124,15 +153,33 @@ def split(data: ImageData, val_split: float | None, seed: int) -> DatasetSplit:
                     "or remove the class"
                 )
         train = rng.permutation(train)
+        folds = None
     else:
         train, val = _stratified(data, np.flatnonzero(pool), val_split, rng)
+        few = len(train) + len(val) <= MAX_FOLD_IMAGES
+        folds = _folds(data.labels[train], seed) if few else None
     return DatasetSplit(
         data.images[train],
         data.labels[train],
         data.images[val],
         data.labels[val],
         list(data.class_names),
+        folds,
     )
+
+
+def _folds(labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """Deal the training images of each class in turn into folds 1 to ``FOLDS - 1``
+    (its own generator: the split stays what it is without folds); ``None`` when a
+    class has too few images for every fold to hold one."""
+    if np.bincount(labels).min() < FOLDS - 1:
+        return None
+    rng = np.random.default_rng([seed, FOLDS])
+    folds = np.zeros(len(labels), dtype=np.int8)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        folds[members] = 1 + (np.arange(len(members)) + rng.integers(FOLDS - 1)) % (FOLDS - 1)
+    return folds
 
 
 def default_val_split(images: int) -> float:
@@ -162,6 +209,7 @@ def _stratified(data: ImageData, pool: np.ndarray, val_split: float, rng) -> tup
 
 
 SPLIT_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
+FOLDS_ARRAY = "folds"
 
 
 def save_split(data: DatasetSplit, directory: Path) -> None:
@@ -173,7 +221,8 @@ def save_split(data: DatasetSplit, directory: Path) -> None:
     from automl_core.rundir import atomic_target, write_json
 
     directory = Path(directory)
-    for name in SPLIT_ARRAYS:
+    names = SPLIT_ARRAYS if data.folds is None else (*SPLIT_ARRAYS, FOLDS_ARRAY)
+    for name in names:
         with atomic_target(directory / f"{name}.npy", private=True) as tmp:
             np.save(tmp, getattr(data, name))
     write_json(directory / "classes.json", data.class_names)
@@ -185,4 +234,9 @@ def load_split(directory: Path) -> DatasetSplit:
 
     directory = Path(directory)
     arrays = [np.load(directory / f"{name}.npy", mmap_mode="r") for name in SPLIT_ARRAYS]
-    return DatasetSplit(*arrays, json.loads((directory / "classes.json").read_text()))
+    folds = directory / f"{FOLDS_ARRAY}.npy"
+    return DatasetSplit(
+        *arrays,
+        json.loads((directory / "classes.json").read_text()),
+        np.load(folds) if folds.exists() else None,
+    )

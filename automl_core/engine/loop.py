@@ -72,6 +72,8 @@ class SearchLoop:
             budget=None if budget is None else self.remaining(),
             pace=Pace(costs),
             sizes=sizes(registry, self.image_sizes),
+            folds=run.data.fold_count,
+            max_trials=config.max_trials,
         )
         for result in run.results:  # a resumed search knows its earlier trials' paces
             self.policy.learn(self._outcome(result, None, result.ended_at - result.started_at))
@@ -184,6 +186,8 @@ class SearchLoop:
             stage=run.stage,
             image_sizes=self._image_sizes(values[ARCHITECTURE]),
             class_weights=self.run.class_weights,
+            fold=run.fold,
+            fold_of=run.fold_of,
         )
 
     def _image_sizes(self, architecture: str) -> list[int] | None:
@@ -199,7 +203,15 @@ class SearchLoop:
             return Run(candidate, PLAIN, self.run.config.epochs)
         spec = TrialSpec.load(folder)
         epochs = spec.epochs - spec.initial_epoch
-        return Run(candidate, spec.stage or PLAIN, epochs, spec.seconds, spec.train_images)
+        return Run(
+            candidate,
+            spec.stage or PLAIN,
+            epochs,
+            spec.seconds,
+            spec.train_images,
+            fold=spec.fold,
+            fold_of=spec.fold_of,
+        )
 
     def _candidate(self, values: dict) -> Candidate:
         """The candidate a trial with ``values`` trained: every value fixed."""
@@ -243,6 +255,7 @@ class SearchLoop:
             epochs_trained=trained,
             epochs_planned=(run.epochs if run is not None else trained),
             images_seen=trained * result.train_images,
+            fold_of=result.fold_of,
         )
 
     def refit(self) -> TrialResult | None:

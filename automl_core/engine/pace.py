@@ -57,6 +57,8 @@ class Outcome:
     """The epoch limit it was given: trained fewer, it stopped for time or patience."""
     images_seen: int = 0
     """Training images over all its epochs."""
+    fold_of: str | None = None
+    """The trial whose candidate this one measured on another fold (``Run.fold_of``)."""
 
     @property
     def fixed_seconds(self) -> float:

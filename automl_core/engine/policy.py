@@ -16,7 +16,12 @@ With a time budget it is successive halving measured in seconds, then one long r
    are the probes too: each measures its candidate's steady seconds per image apart from
    its fixed cost (process start, data, build and compile, evaluation, saving).
 2. **Second rung**: the best third (at least two) again, three times longer on three times
-   the images, when that still fits in the screening share of the budget.
+   the images, when that still fits in the screening share of the budget. On small data
+   (the split has folds, ``DatasetSplit.fold``) the **fold rung** instead: the best third
+   (at least two) screened again, as long and on as many images, on each other fold
+   (``FOLDS`` of them, fewer when the share is short). A candidate's score is then its
+   mean over the folds, and a mean within the noise of the best (one standard error of
+   the difference, ``engine.spread``) ties with it: the cheaper candidate wins.
 3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
    at the deadline, at the largest size (``Sizes``: its registered ``sizes=`` and the
    training image size) that still trains ``FINAL_MIN_EPOCHS`` epochs in the time left
@@ -35,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from automl_core.engine.pace import Candidate, Outcome, Pace, Sizes
+from automl_core.engine.spread import fold_scores, rank_within_noise
 
 SCREEN_SHARE = 0.3
 """The share of the budget spent ranking candidates before the final run."""
@@ -62,11 +68,15 @@ times ``--epochs``."""
 FINAL_MIN_EPOCHS = 10
 """A larger size of the final candidate is chosen only when this many epochs of it fit,
 and as many as it saw images in the run that made it the best (more on small data)."""
+MIN_FOLDS = 3
+"""The fewest folds the fold rung measures a candidate on (its screen included), before
+fewer candidates are screened to make room."""
 CONTINUE_AT_LEAST = 5
 """Epochs that must fit in the time left for the best trial to be continued."""
 CEILING = 0.9999
 """Validation accuracy at which a candidate has nothing left to learn."""
-SCREEN, SECOND, FINAL, CONTINUE, PLAIN = "screen", "second", "final", "continue", "plain"
+SCREEN, SECOND, FOLDS = "screen", "second", "folds"
+FINAL, CONTINUE, PLAIN = "final", "continue", "plain"
 """Stages: the rungs of a budgeted search, its final run and continuation, or a trial of
 a search without a time budget."""
 
@@ -84,6 +94,10 @@ class Run:
     """Train on the first this many (shuffled) training images; ``None``: all."""
     continue_from: str | None = None
     """A trial whose weights this one starts from (a new learning-rate cycle)."""
+    fold: int = 0
+    """The fold it validates on (``DatasetSplit.fold``)."""
+    fold_of: str | None = None
+    """The screened trial whose candidate it measures on ``fold``."""
 
 
 @dataclass
@@ -100,6 +114,10 @@ class Policy:
     (of two choices that cost the same, the one larger in it wins)."""
     tuner: bool = True
     """Whether the tuner may pick candidates (after the portfolio, or in screening)."""
+    folds: int = 1
+    """The folds the data is split into (``DatasetSplit.fold_count``; 1: no fold rung)."""
+    max_trials: int | None = None
+    """The search's trial limit: a fold rung is planned only when it and the final fit."""
     outcomes: list[Outcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Why a candidate was skipped or a stage left out, for the report."""
@@ -110,6 +128,8 @@ class Policy:
     _screen_images: int = 0
     _screen_seconds: float = 0.0
     """What each first-rung candidate was given."""
+    _measured: int = 1
+    """The folds the fold rung measures each kept candidate on (1: no fold rung)."""
 
     def learn(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -165,13 +185,7 @@ class Policy:
         if self.tuner:
             pool += [None] * max(0, MIN_SCREENED - len(pool))
         fixed = self.pace.fixed_seconds("")
-        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < least:
-            dropped = pool.pop()
-            if dropped is not None:
-                self.notes.append(
-                    f"{dropped.architecture}: not screened (the budget screens "
-                    f"{len(pool)} candidates)"
-                )
+        self._fit(pool, share, least, fixed)
         if len(pool) < 2:
             self._stage = SECOND  # nothing to rank: the next stage is the final run
             return
@@ -183,6 +197,30 @@ class Policy:
             for c in pool
         ]
 
+    def _fit(self, pool: list[Candidate | None], share: float, least: float, fixed: float) -> None:
+        """Shrink the fold rung, then ``pool``, until each screened candidate gets ``least``
+        seconds of the screening ``share``: the folds down to ``MIN_FOLDS``, the candidates
+        down to two, then the fold rung is left out, then the candidates down to one."""
+        self._measured = self.folds
+        while self._measured > MIN_FOLDS and not self._trials_fit(len(pool)):
+            self._measured -= 1
+        if not self._trials_fit(len(pool)):
+            self._measured = 1
+            self.notes.append("fold rung left out: it does not fit in the trial limit")
+        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < least:
+            if self._measured > MIN_FOLDS:
+                self._measured -= 1
+            elif len(pool) > 2 or self._measured == 1:
+                dropped = pool.pop()
+                if dropped is not None:
+                    self.notes.append(
+                        f"{dropped.architecture}: not screened (the budget screens "
+                        f"{len(pool)} candidates)"
+                    )
+            else:
+                self._measured = 1
+                self.notes.append("fold rung left out: it does not fit in the screening share")
+
     def _screened(self, candidate: Candidate) -> Candidate:
         """``candidate`` at the sizes its architecture is screened at, where it fixes none."""
         values = dict(candidate.values)
@@ -191,19 +229,35 @@ class Policy:
                 values.setdefault(sizes.hyperparameter, sizes.screen)
         return replace(candidate, values=tuple(sorted(values.items())))
 
-    @staticmethod
-    def _rung_seconds(share: float, screened: int, fixed: float) -> float:
+    def _rung_seconds(self, share: float, screened: int, fixed: float) -> float:
         """Training seconds for each of ``screened`` first-rung candidates, such that they
-        and (from four candidates up) the best third, given ``RUNG_GROWTH`` times as long,
-        fit in ``share`` with each trial's ``fixed`` cost."""
+        and the next rung fit in ``share`` with each trial's ``fixed`` cost: the fold
+        rung's trials as long as theirs, or (from four candidates up) the best third
+        given ``RUNG_GROWTH`` times as long."""
+        if self._measured > 1:
+            trials = screened + self._kept(screened) * (self._measured - 1)
+            return (share - trials * fixed) / trials
         kept = math.ceil(screened / RUNG_GROWTH) if screened > RUNG_GROWTH else 0
         return (share - (screened + kept) * fixed) / (screened + RUNG_GROWTH * kept)
+
+    @staticmethod
+    def _kept(screened: int) -> int:
+        """How many screened candidates the fold rung measures on the other folds."""
+        return min(screened, max(2, math.ceil(screened / RUNG_GROWTH)))
+
+    def _trials_fit(self, screened: int) -> bool:
+        """Whether the fold rung (if any) and the final fit in the trial limit."""
+        if self._measured == 1 or self.max_trials is None:
+            return True
+        rung = self._kept(screened) * (self._measured - 1)
+        return len(self.outcomes) + screened + rung + 1 <= self.max_trials
 
     def _advance(self, remaining: float) -> bool:
         """Plan the next stage from the outcomes of the last; ``False``: done."""
         if self._stage == SCREEN:
             self._stage = SECOND
-            if self._plan_second(remaining):
+            plan = self._plan_folds if self._measured > 1 else self._plan_second
+            if plan(remaining):
                 return True
         if self._stage == SECOND:
             self._stage = FINAL
@@ -276,6 +330,33 @@ class Policy:
         ]
         return True
 
+    def _plan_folds(self, remaining: float) -> bool:
+        """The best screened candidates again on folds 1 to ``_measured - 1``, one fold
+        of every candidate after another (time running out leaves them even)."""
+        ranked = self._ranked((SCREEN,))
+        kept = ranked[: self._kept(len(ranked))]
+        if len(kept) < 2:
+            return False
+        fixed = max(self.pace.fixed_seconds(o.candidate.architecture) for o in kept)
+        trials = len(kept) * (self._measured - 1)
+        if trials * (self._screen_seconds + fixed) > remaining - self._screen_end:
+            self.notes.append("fold rung left out: it does not fit in the screening share")
+            return False
+        self._queue = [
+            Run(
+                o.candidate,
+                FOLDS,
+                self._many(),
+                self._screen_seconds,
+                self._screen_images,
+                fold=fold,
+                fold_of=o.trial_id,
+            )
+            for fold in range(1, self._measured)
+            for o in kept
+        ]
+        return True
+
     def _plan_continuation(self, remaining: float) -> bool:
         """Continue the last final (or continued) trial with the time left, once it
         stopped at its epoch limit and is not at its ceiling."""
@@ -324,10 +405,23 @@ class Policy:
         return False
 
     def _ranked(self, stages: Iterable[str]) -> list[Outcome]:
-        """Completed outcomes of ``stages``, best first; ties go to the cheaper one."""
+        """Completed outcomes of ``stages``, best first by their score or, measured on
+        several folds, their mean; ties within the noise go to the cheaper one. Once some
+        candidates were measured on several folds, only they are ranked."""
         stages = tuple(stages)
-        done = [o for o in self.outcomes if o.stage in stages and o.completed]
-        return sorted(done, key=lambda o: (-o.score, o.seconds_per_image or math.inf))
+        done = [o for o in self.outcomes if o.stage in stages and o.completed and not o.fold_of]
+        scores = fold_scores(
+            (o for o in self.outcomes if o.completed),
+            lambda o: o.score,
+            lambda o: o.trial_id,
+            lambda o: o.fold_of,
+        )
+        several = [o for o in done if len(scores[o.trial_id].values) > 1]
+        return rank_within_noise(
+            several or done,
+            lambda o: scores[o.trial_id],
+            lambda o: o.seconds_per_image or math.inf,
+        )
 
     def _best(self, stages: Iterable[str]) -> Outcome | None:
         """The best outcome of the latest of ``stages`` that has any."""

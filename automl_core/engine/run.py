@@ -9,6 +9,7 @@ from pathlib import Path
 
 from automl_core.data.dataset import DatasetSplit
 from automl_core.engine.settings import SearchConfig
+from automl_core.engine.spread import Scores, fold_scores, rank_within_noise
 from automl_core.plugin.manager import Plugins
 from automl_core.rundir import RunDir, write_json
 from automl_core.training.trial import COMPLETED, OBJECTIVES, TrialResult
@@ -59,10 +60,19 @@ def auto_batch_size(train_images: int) -> int:
 
 
 def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
-    """Completed trials, best first; ties go to the faster trial."""
-    sign = -1 if OBJECTIVES[objective] == "max" else 1
+    """Completed trials, best first; ties (within the noise, where candidates were
+    validated on several folds) go to the faster trial. A trial on another fold is not
+    ranked itself: its score joins its candidate's (``TrialResult.folds``, filled in)."""
+    sign = 1 if OBJECTIVES[objective] == "max" else -1
     done = [r for r in results if r.status == COMPLETED]
-    return sorted(done, key=lambda r: (sign * r.score(objective), r.train_seconds))
+    scores = fold_scores(
+        done, lambda r: sign * r.score(objective), lambda r: r.trial_id, lambda r: r.fold_of
+    )
+    ranked = [r for r in done if not r.fold_of]
+    for result in ranked:
+        own = scores[result.trial_id].values  # recorded in the objective's own terms
+        result.folds = Scores(tuple(sign * v for v in own)).summary() if len(own) > 1 else None
+    return rank_within_noise(ranked, lambda r: scores[r.trial_id], lambda r: r.train_seconds)
 
 
 def save_state(run: SearchRun, status: str) -> None:

@@ -30,6 +30,7 @@ CSV_COLUMNS = (
     "balanced_accuracy",
     "macro_f1",
     "val_loss",
+    "folds",
     "params",
     "train_seconds",
     "epochs_run",
@@ -109,7 +110,8 @@ class RunReport:
         writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in self.rows():
-            writer.writerow(row | {"hyperparameters": json.dumps(row["hyperparameters"])})
+            as_json = {name: json.dumps(row[name]) for name in ("hyperparameters", "folds")}
+            writer.writerow(row | as_json)
         return out.getvalue()
 
 

@@ -80,6 +80,10 @@ class TrialSpec:
     ``None``: it trains at the decoded size (or resizes its input itself)."""
     class_weights: dict[str, float] | None = None
     """Each class's weight in the loss, by name (``training.balance``); ``None``: unweighted."""
+    fold: int = 0
+    """The fold it validates on (``DatasetSplit.fold``), training on the others."""
+    fold_of: str | None = None
+    """The trial (on fold 0) whose candidate this one measures on another fold."""
 
     def save(self) -> None:
         write_json(TrialDir(self.trial_dir).spec, asdict(self))
@@ -128,6 +132,11 @@ class TrialResult:
     left out."""
     val_seconds: float | None = None
     """Steady seconds per validation pass (the first one, traced, left out if others ran)."""
+    fold: int = 0
+    fold_of: str | None = None
+    folds: dict[str, Any] | None = None
+    """Filled in by the leaderboard (``engine.run.rank``) for a trial whose candidate was
+    validated on several folds: ``{"scores": [...], "mean": ..., "spread": ...}``."""
     hp_config: dict[str, Any] = field(default_factory=dict, repr=False)
     history: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
@@ -167,6 +176,8 @@ def run_trial(
     result.device = spec.device
     result.initial_epoch = spec.initial_epoch
     result.stage = spec.stage
+    result.fold, result.fold_of = spec.fold, spec.fold_of
+    data = data.fold(spec.fold)
     if spec.train_on_all:
         data = data.with_validation_in_training()
     elif spec.train_images is not None:
