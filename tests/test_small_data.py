@@ -112,3 +112,12 @@ def test_a_finished_fold_is_not_trained_again_after_a_kill(tmp_path):
     assert folds and len(set(folds)) == len(folds)
     board = json.loads((run_dir / "leaderboard.json").read_text())
     assert any(row["folds"] and len(row["folds"]["scores"]) >= 2 for row in board)
+
+
+def test_a_final_run_is_not_tied_with_a_cheaper_screen_on_folds():
+    final = result("final", 0.80, 300.0)
+    trials = [final, result("b", 0.79, 5.0)]
+    trials += [result(f"b{f}", s, 5.0, f, "b") for f, s in ((1, 0.70), (2, 0.75))]
+    # b's fold mean (0.747) is within the noise of 0.80, but the final run has one score
+    # on all the training images: not the same measurement, so no tie hands b the win
+    assert [r.trial_id for r in rank(trials, "val_accuracy")] == ["final", "b"]

@@ -3,6 +3,7 @@ it. Its settings are ``automl_core.engine.settings.SearchConfig``."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,8 +62,9 @@ def auto_batch_size(train_images: int) -> int:
 
 def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     """Completed trials, best first; ties (within the noise, where candidates were
-    validated on several folds) go to the faster trial. A trial on another fold is not
-    ranked itself: its score joins its candidate's (``TrialResult.folds``, filled in)."""
+    validated on several folds) go to the cheaper model (seconds per training image). A
+    trial on another fold is not ranked itself: its score joins its candidate's
+    (``TrialResult.folds``, filled in)."""
     sign = 1 if OBJECTIVES[objective] == "max" else -1
     done = [r for r in results if r.status == COMPLETED]
     scores = fold_scores(
@@ -72,7 +74,13 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     for result in ranked:
         own = scores[result.trial_id].values  # recorded in the objective's own terms
         result.folds = Scores(tuple(sign * v for v in own)).summary() if len(own) > 1 else None
-    return rank_within_noise(ranked, lambda r: scores[r.trial_id], lambda r: r.train_seconds)
+    return rank_within_noise(ranked, lambda r: scores[r.trial_id], _cost)
+
+
+def _cost(result: TrialResult) -> tuple[float, float]:
+    """What a model costs to run: its measured seconds per image, then its training time."""
+    per_image = result.step_seconds / result.batch_size if result.step_seconds else math.inf
+    return per_image, result.train_seconds
 
 
 def save_state(run: SearchRun, status: str) -> None:

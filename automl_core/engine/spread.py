@@ -67,7 +67,9 @@ def rank_within_noise(
 ) -> list[T]:
     """``items`` best first. The best mean, and every mean less than one standard error of
     the difference below it, are tied; the cheapest of them comes first (the better mean
-    among equally cheap ones), and the rest are ranked again the same way."""
+    among equally cheap ones), and the rest are ranked again the same way. Only means
+    over several folds tie: a single score (a final run on all the training images) is
+    not comparable in noise with a screening's fold mean, so it is ranked by its value."""
     measured = {id(item): scores(item) for item in items}
     noise = pooled_spread(list(measured.values()))
     left, ranked = list(items), []
@@ -77,6 +79,10 @@ def rank_within_noise(
 
         def tied(item: T, top: Scores = top) -> bool:
             own = measured[id(item)]
+            if own.mean == top.mean:
+                return True
+            if len(own.values) < 2 or len(top.values) < 2:
+                return False
             error = noise * math.sqrt(1 / len(top.values) + 1 / len(own.values))
             return own.mean >= top.mean - error
 
