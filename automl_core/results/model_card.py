@@ -102,8 +102,7 @@ def markdown(card: dict) -> str:
     ]
     for name, report in card["evaluation"].items():
         lines += _report(name, report)
-    lines += ["## Training data", ""]
-    lines += [f"- {key}: {value}" for key, value in card["training_data"].items()]
+    lines += ["## Training data", "", *_training_data(card["training_data"])]
     lines += ["", "## Exports", ""]
     if card["exports"]:
         lines += [
@@ -136,6 +135,15 @@ def _report(name: str, report: dict) -> list[str]:
     for cls, value in report["per_class_accuracy"].items():
         lines.append(f"| {cls} | {'n/a' if value is None else f'{value:.1%}'} |")
     return [*lines, ""]
+
+
+def _training_data(data: dict) -> list[str]:
+    """The facts as a list, then the images per class as a table."""
+    lines = [f"- {key}: {value}" for key, value in data.items() if key != "counts"]
+    if data.get("counts"):
+        lines += ["", "| class | images |", "|---|---|"]
+        lines += [f"| {name} | {count:,} |" for name, count in data["counts"].items()]
+    return lines
 
 
 def _precision_line(card: dict) -> list[str]:
