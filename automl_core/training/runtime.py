@@ -67,11 +67,14 @@ def import_tensorflow() -> ModuleType:
 def startup_notices_hidden() -> Iterator[None]:
     """Pass file descriptor 2 through a filter that drops ``STARTUP_NOTICE`` lines and
     keeps every other one, in order; nothing is filtered when ``DEBUG_ENV`` is set."""
-    if os.environ.get(DEBUG_ENV):
+    try:
+        stderr = None if os.environ.get(DEBUG_ENV) else os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        stderr = None
+    if stderr is None:
         yield
         return
     sys.stderr.flush()
-    stderr = os.dup(2)
     read, write = os.pipe()
     os.dup2(write, 2)
     os.close(write)
