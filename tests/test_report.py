@@ -31,16 +31,19 @@ PLOTS = (
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """One two-trial search (a process per trial) watched by a terminal reporter and a
-    plain one at once."""
+    """One two-trial search (a process per trial) watched by a terminal reporter, a plain
+    one and a verbose plain one at once."""
     root = tmp_path_factory.mktemp("report")
     images = make_image_folder(root / "images")
-    terminal, plain = io.StringIO(), io.StringIO()
+    terminal, plain, verbose = io.StringIO(), io.StringIO(), io.StringIO()
     plugins = load_plugins()
     plugins.manager.register(
         RichReporter(Console(file=terminal, force_terminal=True, width=140)), name="terminal"
     )
     plugins.manager.register(RichReporter(Console(file=plain, width=140)), name="plain")
+    plugins.manager.register(
+        RichReporter(Console(file=verbose, width=140), verbose=True), name="verbose"
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AUTOML_CACHE_DIR", str(root / "cache"))
         config = SearchConfig(
@@ -53,7 +56,10 @@ def searched(tmp_path_factory):
             out=str(root / "run"),
         )
         search(config, plugins)
-    return {"run": root / "run", "terminal": terminal.getvalue(), "plain": plain.getvalue()}
+    return {"run": root / "run"} | {
+        name: out.getvalue()
+        for name, out in (("terminal", terminal), ("plain", plain), ("verbose", verbose))
+    }
 
 
 def test_live_dashboard_on_a_terminal(searched):
@@ -74,9 +80,15 @@ def test_plain_lines_without_a_terminal(searched):
     lines = out.splitlines()
     for trial in ("0", "1"):
         assert any(line.startswith(f"trial {trial} started: baseline_cnn") for line in lines)
-        assert any(line.startswith(f"trial {trial} epoch 2/") for line in lines)
+    assert not any(" epoch " in line for line in lines)  # verbose ones say each epoch
     assert any("left of 10m00s" in line for line in lines)
     assert "Leaderboard (by val_accuracy)" in out
+
+
+def test_verbose_plain_lines_say_each_epoch(searched):
+    lines = searched["verbose"].splitlines()
+    for trial in ("0", "1"):
+        assert any(line.startswith(f"trial {trial} epoch 2/") for line in lines)
 
 
 def test_search_writes_plots_and_page(searched):

@@ -13,6 +13,7 @@ import sys
 
 from automl_core import __version__
 from automl_core.errors import UsageError
+from automl_core.training.runtime import DEBUG_ENV, hide_startup_notices_on_import
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,9 +38,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         "--debug",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="show full tracebacks instead of one-line errors",
+        help="show full tracebacks instead of one-line errors, and TensorFlow's start-up notices",
     )
     return parser
+
+
+COMMAND_ORDER = ("search", "inspect", "report", "export", "predict", "plugins")
+"""The built-in commands in the order people use them; others (plugins') follow."""
+REGISTRY = "registry"
+"""An option's attribute naming the kind of component its values name: its help's
+``%(registered)s`` lists the registered names."""
 
 
 def build_parser(plugins) -> Parser:
@@ -48,11 +56,26 @@ def build_parser(plugins) -> Parser:
     )
     parser.set_defaults(plugin_sources=[], debug=False, handler=None)
     parser.add_argument("--version", action="version", version=f"automl {__version__}")
-    subcommands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subcommands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", help="`automl COMMAND --help` tells more"
+    )
     plugins.hook.register_commands(subcommands=subcommands)
+    order_commands(subcommands)
     for command in subcommands.choices.values():
         add_common_options(command)
+        for action in command._actions:
+            if getattr(action, REGISTRY, None):
+                action.registered = ", ".join(plugins[getattr(action, REGISTRY)].names())
     return parser
+
+
+def order_commands(subcommands: argparse._SubParsersAction) -> None:
+    """Sort the commands as ``COMMAND_ORDER`` lists them, in the help and everywhere."""
+    rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+    subcommands._choices_actions.sort(key=lambda action: rank.get(action.dest, len(rank)))
+    commands = sorted(subcommands.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    subcommands.choices.clear()
+    subcommands.choices.update(commands)
 
 
 FIXES = {
@@ -109,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")  # as stderr shows it: \udcff
     early, _ = add_common_options(Parser(add_help=False)).parse_known_args(argv)
     debug = getattr(early, "debug", False)
+    if debug:  # TensorFlow's start-up notices too, in trial processes as well
+        os.environ[DEBUG_ENV] = "1"
+    hide_startup_notices_on_import()
     try:
         from automl_core.plugin.manager import load_plugins
 

@@ -65,9 +65,9 @@ def run_report(args: argparse.Namespace) -> int:
     if args.json or args.csv:
         sys.stdout.write(report.to_json() + "\n" if args.json else report.to_csv())
         return 0
-    from rich.console import Console
+    from automl_core.reporting.live import stdout_console
 
-    console = Console()
+    console = stdout_console()
     print_report(report, console)
     console.print(f"report: {write_report(args.run_dir)}", markup=False)
     return 0

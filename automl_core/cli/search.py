@@ -11,11 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from automl_core import hookimpl
+from automl_core.cli.main import REGISTRY
 from automl_core.engine import settings
 from automl_core.engine.settings import SETTINGS, SearchConfig, Setting, format_duration
 from automl_core.errors import UsageError
 from automl_core.rundir import RunDir
 
+REGISTRIES = {
+    "dataset": "datasets",
+    "architectures": "architectures",
+    "augmenters": "augmenters",
+    "tuner": "tuners",
+    "executor": "executors",
+    "export": "exporters",
+}
+"""The settings whose values name registered components, and the kind they name."""
 DEMO = {"time_budget": 100.0, "architectures": ["airbench", "baseline_cnn", "resnet"]}
 """The demo: the candidates that train well from scratch on 800 tiny photos."""
 
@@ -46,8 +56,16 @@ def register_commands(subcommands):
     )
     for setting in SETTINGS.values():
         add_setting_option(search, setting)
-    search.add_argument(
+    display = search.add_mutually_exclusive_group()
+    display.add_argument(
         "-q", "--quiet", action="store_true", help="no live view or leaderboard on the terminal"
+    )
+    display.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="a line for every epoch of every trial (a terminal's live view shows the epochs "
+        "without it)",
     )
     search.set_defaults(handler=run_search)
 
@@ -56,16 +74,24 @@ def register_commands(subcommands):
 
 
 def add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> None:
-    """The option for a search setting, as declared in ``automl_core.engine.settings``."""
+    """The option for a search setting, as declared in ``automl_core.engine.settings``;
+    the help of one that names components lists the registered names."""
     if setting.convert is settings.boolean:
         spelling = {"action": argparse.BooleanOptionalAction}
     elif setting.choices is not None:
         spelling = {"choices": setting.choices}
     else:
         spelling = {"type": argument_type(setting.convert), "metavar": setting.metavar}
-    parser.add_argument(
-        setting.flag, default=copy(setting.default), help=setting.help_text, **spelling
+    kind = REGISTRIES.get(setting.name)
+    help_text = setting.help_text
+    if kind is not None:
+        help_text = (
+            f"{setting.help}; registered: %(registered)s (default: {setting.described_default})"
+        )
+    action = parser.add_argument(
+        setting.flag, default=copy(setting.default), help=help_text, **spelling
     )
+    setattr(action, REGISTRY, kind)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -75,7 +101,7 @@ def run_search(args: argparse.Namespace) -> int:
     from automl_core.results.export import exporters_for
 
     if not args.quiet:
-        args.plugins.manager.register(RichReporter(), name="rich-report")
+        args.plugins.manager.register(RichReporter(verbose=args.verbose), name="rich-report")
     if args.resume:
         if args.source or args.demo:
             raise UsageError("--resume continues a saved search: give no folder or --demo")
@@ -129,9 +155,10 @@ def add_quantize_option(parser: argparse.ArgumentParser) -> None:
 
 
 def list_plugins(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from automl_core.reporting.live import stdout_console
 
     plugins = args.plugins
     table = Table(title="automl plugins")
@@ -142,7 +169,7 @@ def list_plugins(args: argparse.Namespace) -> int:
             names = [c.name for c in registry.components.values() if c.plugin == plugin]
             if names:
                 table.add_row(escape(plugin), kind, escape(", ".join(names)))
-    console = Console()
+    console = stdout_console()
     console.print(table)
     for failure in plugins.failures:
         console.print(f"[red]{escape(str(failure))}[/]")

@@ -301,7 +301,7 @@ class SearchConfig:
     executor: str = field(
         default="local",
         metadata=setting(
-            "where trials run: local (one process per trial), inline (in this process), ray",
+            "where trials run (local: a process per trial; inline: in this process)",
             metavar="NAME",
         ),
     )
@@ -359,7 +359,7 @@ class SearchConfig:
     export: list[str] = field(
         default_factory=list,
         metadata=setting(
-            "also export the winner to these formats and verify them (e.g. onnx,tflite)",
+            "also export the winner to these formats and verify them",
             convert=formats,
             metavar="FORMAT,...",
         ),

@@ -2,7 +2,8 @@
 
 The reporter is a plugin like any other: it implements the observer hooks. On a
 terminal it keeps a live dashboard (budget, one row per trial with its epoch bar, the
-best so far, busy devices); elsewhere (CI, pipes) it prints plain lines.
+best so far, busy devices); elsewhere (CI, pipes) it prints plain lines, never wrapped,
+a line per epoch only when asked to be verbose.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
@@ -31,6 +32,8 @@ SHOW_CLASSES = 10
 """Class names listed at the start; all of them are in ``dataset.json``."""
 SHOW_TRIALS = 12
 """Trials the live table shows: every running one, then the latest that ended."""
+PLAIN_WIDTH = 100
+"""Columns tables take when output is not a terminal (text lines are not wrapped)."""
 STATUS_STYLE = {RUNNING: "cyan", COMPLETED: "green", FAILED: "red", STOPPED: "yellow"}
 
 if TYPE_CHECKING:
@@ -58,8 +61,10 @@ class _Row:
 class RichReporter:
     """Shows a search as it happens; register an instance with the plugin manager."""
 
-    def __init__(self, console: Console | None = None):
-        self.console = console or Console()
+    def __init__(self, console: Console | None = None, verbose: bool = False):
+        self.console = console or stdout_console()
+        self.verbose = verbose
+        """A line for every epoch (a live dashboard shows them anyway)."""
         self.live: Live | None = None
         self.run: SearchRun | None = None
         self.rows: dict[str, _Row] = {}
@@ -137,7 +142,7 @@ class RichReporter:
         row.val_accuracy = logs.get("val_accuracy")
         if row.val_accuracy is not None:
             row.best = max(row.best or 0.0, row.val_accuracy)
-        if self.plain:
+        if self.verbose:
             self.console.print(
                 f"trial {spec.trial_id} epoch {epoch}/{spec.epochs}: val_acc "
                 f"{_value(row.val_accuracy)} (trial best {_value(row.best)}, search best "
@@ -176,7 +181,9 @@ class RichReporter:
             self.live.stop()  # the last frame stays on screen
             self.live = None
         failed = [r for r in run.results if r.status == FAILED]
-        self.console.print(leaderboard_table(leaderboard, run.config.objective))
+        self.console.print(
+            leaderboard_table(leaderboard, run.config.objective, hyperparameters=False)
+        )
         if failed:
             self.console.print(
                 f"{len(failed)} trial(s) failed; see {run.run_dir.trials}", markup=False
@@ -256,6 +263,16 @@ class RichReporter:
         return Group(header, table)
 
 
+def stdout_console() -> Console:
+    """A console on stdout; when that is not a terminal, text lines are not wrapped and
+    tables take ``PLAIN_WIDTH`` columns."""
+    console = Console()
+    if not console.is_terminal:
+        console.soft_wrap = True
+        console.width = PLAIN_WIDTH
+    return console
+
+
 def test_set_table(metrics: dict) -> Table | str:
     """The winner's test accuracy and confusion matrix (rows: true class)."""
     if metrics.get("error"):
@@ -273,26 +290,39 @@ def test_set_table(metrics: dict) -> Table | str:
     return table
 
 
-def leaderboard_table(leaderboard: list[TrialResult], objective: str) -> Table:
-    """The ranked trials as a rich table that fits 80 columns; hyperparameters wrap."""
-    table = Table(title=f"Leaderboard (by {objective})", box=box.SIMPLE_HEAD)
-    table.add_column("#", no_wrap=True)
-    table.add_column("trial", no_wrap=True)
-    table.add_column("candidate", no_wrap=True)
-    for column in ("val_acc", "params", "time"):
+def leaderboard_table(
+    leaderboard: list[TrialResult], objective: str, hyperparameters: bool = True
+) -> RenderableType:
+    """The ranked trials, a line each, in ``PLAIN_WIDTH`` columns; then, with
+    ``hyperparameters``, each one's values in a table of their own."""
+    table = Table(title=f"Leaderboard (by {objective})", box=box.SIMPLE_HEAD, show_edge=False)
+    for column in ("#", "trial", "architecture", "augmenter"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    scores = [objective] if objective != "val_accuracy" else []
+    numbers = [*scores, "val_acc", "TTA", "epochs", "time", "params"]
+    for column in numbers:
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("hyperparameters", ratio=1)
     for rank, r in enumerate(leaderboard, 1):
         table.add_row(
             str(rank),
             r.trial_id,
-            f"{escape(r.architecture)}\n[dim]+ {escape(r.augmenter)}[/]",
-            f"{r.val_accuracy:.3f}",
+            Text(r.architecture),
+            Text(r.augmenter),
+            *[_value(r.score(name)) for name in scores],
+            _value(r.val_accuracy),
+            _value(r.val_accuracy_tta),
+            str(r.epochs_run),
+            duration(r.train_seconds),
             _count(r.params),
-            f"{r.train_seconds:.0f}s",
-            Text(format_hyperparameters(r)),
         )
-    return table
+    if not hyperparameters or not leaderboard:
+        return table
+    values = Table(title="Hyperparameters", box=box.SIMPLE_HEAD, show_edge=False)
+    values.add_column("trial", no_wrap=True)
+    values.add_column("values")
+    for r in leaderboard:
+        values.add_row(r.trial_id, Text(format_hyperparameters(r)))
+    return Group(table, "", values)
 
 
 def _count(n: int) -> str:

@@ -14,6 +14,7 @@ from automl_core.rundir import atomic_target
 
 if TYPE_CHECKING:
     from automl_core.reporting.run_report import RunReport
+    from automl_core.training.trial import TrialResult
 
 LEARNING_CURVES = "learning_curves.png"
 ACCURACY_VS_TIME = "accuracy_vs_time.png"
@@ -21,6 +22,8 @@ CONFUSION_MATRIX = "confusion_matrix.png"
 PER_CLASS_ACCURACY = "per_class_accuracy.png"
 LEGEND_TRIALS = 12
 """Trials named in a legend; more would hide the plot."""
+PARENT = "tuner/trial_id"
+"""The hyperparameter (keras-tuner's) naming the trial a continued trial trains further."""
 
 
 def write_plots(report: RunReport, folder: Path) -> dict[str, Path]:
@@ -57,13 +60,13 @@ def _learning_curves(report: RunReport):
     trials = [t for t in report.trials if t.history.get("val_accuracy")]
     if not trials:
         return None
+    by_id = {t.trial_id: t for t in report.trials}
     figure, (accuracy, loss) = _figure(ncols=2, size=(11, 4.2))
     for trial in trials:
-        epochs = range(1, len(trial.history["val_accuracy"]) + 1)
         label = f"{trial.trial_id} {trial.architecture}"
-        (line,) = accuracy.plot(epochs, trial.history["val_accuracy"], marker=".", label=label)
+        (line,) = accuracy.plot(*curve(trial, "val_accuracy", by_id), marker=".", label=label)
         if trial.history.get("val_loss"):
-            loss.plot(epochs, trial.history["val_loss"], marker=".", color=line.get_color())
+            loss.plot(*curve(trial, "val_loss", by_id), marker=".", color=line.get_color())
     accuracy.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
     loss.set(xlabel="epoch", ylabel="validation loss", title="Validation loss")
     for axes in (accuracy, loss):
@@ -72,6 +75,24 @@ def _learning_curves(report: RunReport):
     if len(trials) <= LEGEND_TRIALS:
         accuracy.legend(fontsize="small")
     return figure
+
+
+def curve(
+    trial: TrialResult, metric: str, trials: dict[str, TrialResult]
+) -> tuple[list[int], list[float]]:
+    """``trial``'s ``metric`` by epoch, counted on from the epochs it continued (its
+    ``initial_epoch``); a continued trial's line starts at its parent's point (``trials``:
+    by id) at that epoch."""
+    values = list(trial.history.get(metric, []))
+    start = trial.initial_epoch
+    epochs = list(range(start + 1, start + len(values) + 1))
+    parent = trials.get(str(trial.hp_config.get("values", {}).get(PARENT)))
+    if start and parent is not None:
+        index = start - parent.initial_epoch - 1
+        history = parent.history.get(metric, [])
+        if 0 <= index < len(history):
+            epochs, values = [start, *epochs], [history[index], *values]
+    return epochs, values
 
 
 def _accuracy_vs_time(report: RunReport):

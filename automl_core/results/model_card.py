@@ -126,8 +126,7 @@ def markdown(card: dict) -> str:
     ]
     for name, report in card["evaluation"].items():
         lines += _report(name, report)
-    lines += ["## Training data", ""]
-    lines += [f"- {key}: {_fact(value)}" for key, value in card["training_data"].items()]
+    lines += ["## Training data", "", *_training_data(card["training_data"])]
     lines += ["", "## Exports", ""]
     if card["exports"]:
         lines += [
@@ -164,7 +163,7 @@ def _report(name: str, report: dict) -> list[str]:
 
 
 def _fact(value) -> str:
-    """A training-data fact: a mapping (class counts, class weights) as ``name value``."""
+    """A training-data fact: a mapping (the class weights) as ``name value``."""
     if isinstance(value, dict):
         return ", ".join(f"{name} {count:g}" for name, count in value.items())
     return "none" if value is None else str(value)
@@ -172,6 +171,15 @@ def _fact(value) -> str:
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+def _training_data(data: dict) -> list[str]:
+    """The facts as a list, then the images per class as a table."""
+    lines = [f"- {key}: {_fact(value)}" for key, value in data.items() if key != "counts"]
+    if data.get("counts"):
+        lines += ["", "| class | images |", "|---|---|"]
+        lines += [f"| {name} | {count:,} |" for name, count in data["counts"].items()]
+    return lines
 
 
 def _precision_line(card: dict) -> list[str]:
