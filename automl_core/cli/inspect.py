@@ -40,13 +40,13 @@ def register_commands(subcommands):
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from automl_core.reporting.live import stdout_console
 
     report = inspect_source(args.source, args.test)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print_report(report, Console())
+        print_report(report, stdout_console())
     return 0
 
 

@@ -7,6 +7,7 @@ import contextlib
 import sys
 
 from automl_core import hookimpl
+from automl_core.cli.main import REGISTRY
 from automl_core.cli.search import add_quantize_option, patterns, positive_int
 from automl_core.errors import UsageError
 
@@ -20,15 +21,16 @@ def register_commands(subcommands):
         "runtime on the validation images, and record the check in the model card.",
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a finished search")
-    export.add_argument(
+    formats = export.add_argument(
         "--format",
         "-f",
         dest="formats",
         type=patterns,
         required=True,
         metavar="FORMAT,...",
-        help="keras, saved_model, onnx, tflite (see `automl plugins`)",
+        help="the formats to write; registered: %(registered)s",
     )
+    setattr(formats, REGISTRY, "exporters")
     add_quantize_option(export)
     export.add_argument(
         "-o",
@@ -74,14 +76,14 @@ def register_commands(subcommands):
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.markup import escape
 
+    from automl_core.reporting.live import stdout_console
     from automl_core.results.export import export_formats, load_winner
 
     winner = load_winner(args.run_dir)
     records = export_formats(winner, args.formats, args.quantize, args.output, args.plugins)
-    console = Console()
+    console = stdout_console()
     for key, record in records.items():
         change = record.get("accuracy_change")
         console.print(

@@ -299,8 +299,9 @@ def leaderboard_table(
     for column in ("#", "trial", "architecture", "augmenter"):
         table.add_column(column, no_wrap=True, overflow="ellipsis")
     scores = [objective] if objective != "val_accuracy" else []
-    numbers = [*scores, "val_acc", "TTA", "epochs", "time", "params"]
-    for column in numbers:
+    folds = any(r.folds for r in leaderboard)  # small data: candidates compared on folds
+    numbers = [*scores, *(["fold mean"] if folds else []), "val_acc", "macro-F1", "TTA"]
+    for column in [*numbers, "epochs", "time", "params"]:
         table.add_column(column, justify="right", no_wrap=True)
     for rank, r in enumerate(leaderboard, 1):
         table.add_row(
@@ -309,7 +310,9 @@ def leaderboard_table(
             Text(r.architecture),
             Text(r.augmenter),
             *[_value(r.score(name)) for name in scores],
+            *([_fold_mean(r)] if folds else []),
             _value(r.val_accuracy),
+            _value(r.macro_f1),
             _value(r.val_accuracy_tta),
             str(r.epochs_run),
             duration(r.train_seconds),
@@ -323,6 +326,13 @@ def leaderboard_table(
     for r in leaderboard:
         values.add_row(r.trial_id, Text(format_hyperparameters(r)))
     return Group(table, "", values)
+
+
+def _fold_mean(result: TrialResult) -> str:
+    """The objective's mean over the folds its candidate was validated on, with the spread."""
+    if not result.folds:
+        return "-"
+    return f"{result.folds['mean']:.3f}±{result.folds['spread']:.3f}"
 
 
 def _count(n: int) -> str:
