@@ -46,6 +46,7 @@ BUILTIN_PLUGINS = (
     "automl_core.cli.inspect",
     "automl_core.cli.serve",
     "automl_core.cli.report",
+    "automl_core.cli.weights",
 )
 
 
