@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import make_image_folder, run_automl
 
-from automl_core.training.weights import WeightsFile, fetch
+from automl_core.training.weights import WeightsFile, fetch, fetch_for_search
 from automl_plugins import backbones
 
 MNV2 = [file.name for file in backbones.weights_files("mobilenet_v2")]
@@ -115,6 +116,40 @@ def test_a_file_is_downloaded_once_from_the_mirror_with_its_hash_checked(server,
     assert "300000/300000" in out  # Keras's progress bar, finished
     assert fetch(file, mirror=server.url) == path  # cached: no second request
     assert server.requests == {"blob.h5": 1}
+
+
+def test_a_search_warns_per_architecture_and_stops_trying_once_the_network_fails(
+    server, tmp_path, capsys
+):
+    payload = b"weights"
+    (server.root / "b.h5").write_bytes(payload)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+    def declared(name, base):
+        digest = hashlib.md5(payload).hexdigest()
+        return (WeightsFile(f"{name}.h5", f"{base}/{name}.h5", digest, load=pytest.fail),)
+
+    seconds = fetch_for_search(
+        {
+            "a": declared("a", server.url),  # the server has no such file: 404
+            "b": declared("b", server.url),
+            "c": declared("c", nowhere),  # nothing listens: the network failed
+            "d": declared("d", server.url),  # so it is not tried
+        },
+        offline=False,
+        mirror=None,
+    )
+    assert seconds > 0
+    assert server.requests == {"a.h5": 1, "b.h5": 1}
+    assert cached(tmp_path) == ["b.h5"]
+    lines = capsys.readouterr().err.splitlines()
+    warnings = {w.split(": ")[2]: w for w in lines if w.startswith("automl: warning: ")}
+    assert list(warnings) == ["a", "c", "d"]
+    assert "404" in warnings["a"] and "no network?" in warnings["c"]
+    assert "(the network failed above, and 1 pretrained weights file not in" in warnings["d"]
+    assert lines[-1].startswith("automl: 1 pretrained weights file ready (0.0 MB) in ")
 
 
 def test_a_corrupt_download_is_one_line_and_nothing_is_cached(server, tmp_path, random_weights):

@@ -17,6 +17,7 @@ import os
 import socket
 import sys
 import time
+import urllib.error
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ MIRROR_ENV = "AUTOML_WEIGHTS_MIRROR"
 """A base URL serving the weights files by name, as ``--weights-mirror``."""
 STALL_SECONDS = 60.0
 """A download that receives nothing for this long fails."""
+
+
+class Unreachable(UsageError):
+    """A download failed for want of a network or a server, not for a bad file."""
 
 
 @dataclass(frozen=True)
@@ -128,17 +133,21 @@ def fetch_for_search(
     it trains from random initialisation where its files are missing."""
     started = time.monotonic()
     fetched: list[Path] = []
+    unreachable = False
     for architecture, files in declared.items():
         missing = [file for file in files if not file.path.is_file()]
         if not missing:
             continue
-        if offline:
-            _warn(architecture, f"offline, and {_count(missing)} not in {models_dir()}")
+        if offline or unreachable:
+            why = "offline" if offline else "the network failed above"
+            _warn(architecture, f"{why}, and {_count(missing)} not in {models_dir()}")
             continue
         print(f"automl: {architecture}: fetching {_count(missing)}", file=sys.stderr)
         try:
-            fetched += [fetch(file, mirror) for file in missing]
+            for file in missing:
+                fetched.append(fetch(file, mirror))
         except UsageError as error:
+            unreachable = isinstance(error, Unreachable)  # then the others are not tried
             _warn(architecture, str(error))
     seconds = time.monotonic() - started
     if fetched:
@@ -173,10 +182,12 @@ def _download(file: WeightsFile, origin: str) -> None:
         raise UsageError(f"{origin}: the file {error}; nothing was cached") from None
     except ValueError as error:  # get_file's: the hash differs
         raise UsageError(f"{origin}: {_first_line(error)}; nothing was cached") from None
-    except Exception as error:  # Keras raises bare Exceptions for network failures
-        raise UsageError(
-            f"{origin}: {_first_line(error)}; nothing was cached (offline? see "
-            f"`automl weights import` and {MIRROR_ENV})"
+    except Exception as error:  # Keras re-raises HTTP and network errors as bare ones
+        if isinstance(error.__context__, urllib.error.HTTPError):  # the server answered
+            raise UsageError(f"{origin}: {_first_line(error)}; nothing was cached") from None
+        raise Unreachable(
+            f"{origin}: {_first_line(error)}; nothing was cached (no network? use --offline, "
+            f"a mirror ({MIRROR_ENV}) or `automl weights import`)"
         ) from None
     finally:
         socket.setdefaulttimeout(timeout)
