@@ -4,6 +4,7 @@ the test's own, never fetched offline; ``automl weights list|fetch|import``."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -116,6 +117,32 @@ def test_a_file_is_downloaded_once_from_the_mirror_with_its_hash_checked(server,
     assert "300000/300000" in out  # Keras's progress bar, finished
     assert fetch(file, mirror=server.url) == path  # cached: no second request
     assert server.requests == {"blob.h5": 1}
+
+
+def test_a_download_another_process_holds_is_waited_for_not_repeated(server, tmp_path):
+    (server.root / "w.h5").write_bytes(b"served")  # there, but it must not be requested
+    target = models(tmp_path) / "w.h5"
+    target.parent.mkdir(parents=True)
+    script = (
+        "import sys\n"
+        "from automl_core.training.weights import WeightsFile, fetch\n"
+        "print(fetch(WeightsFile('w.h5', sys.argv[1], None, load=print)))\n"
+    )
+    with open(target.parent / ".w.h5.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the test is the other process, downloading
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", script, f"{server.url}/w.h5"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert waiting.stderr.readline() == "automl: waiting for another process to fetch w.h5\n"
+        target.write_bytes(b"fetched by the other process")
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert out == f"{target}\n"
+    assert target.read_bytes() == b"fetched by the other process"
+    assert server.requests == {}
 
 
 def test_a_search_warns_per_architecture_and_stops_trying_once_the_network_fails(
