@@ -4,23 +4,26 @@ The model takes raw 0..255 pixels of the dataset's size: grey images are repeate
 three channels, resized to the backbone's ``image_size`` and put through the backbone's
 own preprocessing, all inside the model. Weights come from:
 
-- ``"imagenet"``: Keras's cache (``$KERAS_HOME/models``, default ``~/.keras/models``). The
-  file is never downloaded here: when it is missing the trial fails at once with one line
-  naming the file and where to put it, and the search goes on without that candidate.
+- ``"imagenet"``: Keras's cache (``$KERAS_HOME/models``, default ``~/.keras/models``). Each
+  backbone declares its files (``weights_files``: the URL Keras publishes them at, and
+  the published hash where there is one); a search fetches the missing ones before its
+  clock starts (``automl_core.training.weights``), and ``automl weights`` lists, fetches
+  and imports them. A trial never downloads: when the file is missing it fails at once
+  with one line naming the file and where to put it.
 - a local weights file path (what ``backbone.save_weights`` or Keras's own file holds);
 - ``"none"``: random initialisation, the whole network trained from scratch.
 
 By default a backbone uses ImageNet weights when the file is in Keras's cache, otherwise
-random initialisation (with a one-line notice), so a search works on a fresh machine. Use
-another file by registering your own name: ``register("my_mnv2", backbone("mobilenet_v2",
-weights="mnv2.weights.h5"))``. With weights loaded, the backbone is frozen under a new head
-(dropout, dense softmax); the recipe may then fine-tune its top layers at a lower rate.
+random initialisation (the search warns on the console, offline or when a download
+fails), so a search works on a machine without internet. Use another file by registering
+your own name: ``register("my_mnv2", backbone("mobilenet_v2", weights="mnv2.weights.h5"))``.
+With weights loaded, the backbone is frozen under a new head (dropout, dense softmax); the
+recipe may then fine-tune its top layers at a lower rate.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +31,12 @@ from pathlib import Path
 
 from automl_core import hookimpl
 from automl_core.errors import UsageError
+from automl_core.training.weights import WeightsFile, models_dir
 
 IMAGE_SIZES = [96, 128, 160, 192, 224]
 """Sides the input is resized to; 96 is the CPU-friendly default."""
+PUBLISHED = "https://storage.googleapis.com/tensorflow/keras-applications/"
+"""Where ``keras.applications`` publishes most of its weights files."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class Backbone:
     """The constructor's name in ``keras.applications``."""
     weights_file: str
     """The no-top ImageNet file in Keras's cache; ``{size}`` is the input side."""
+    weights_folder: str
+    """The URL of the folder Keras publishes it in."""
+    weights_hash: str | None
+    """Its published md5 (``keras/src/applications``); ``None``: Keras publishes none."""
     cost: float
     """Training time at the defaults relative to ``baseline_cnn`` (benchmarks/zoo.py)."""
     rescale: bool = False
@@ -52,31 +62,47 @@ BACKBONES = {
     "mobilenet_v2": Backbone(
         "MobileNetV2",
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
+        PUBLISHED + "mobilenet_v2/",
+        None,
         cost=47,
         rescale=True,
     ),
     "mobilenet_v3_small": Backbone(
         "MobileNetV3Small",
         "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        PUBLISHED + "mobilenet_v3/",
+        "d3e8ec802a04aa4fc771ee12a9a9b836",
         cost=21,
         options=(("include_preprocessing", True),),
     ),
     "mobilenet_v3_large": Backbone(
         "MobileNetV3Large",
         "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        PUBLISHED + "mobilenet_v3/",
+        "07fb09a5933dd0c8eaafa16978110389",
         cost=47,
         options=(("include_preprocessing", True),),
     ),
-    "efficientnet_b0": Backbone("EfficientNetB0", "efficientnetb0_notop.h5", cost=80),
+    "efficientnet_b0": Backbone(
+        "EfficientNetB0",
+        "efficientnetb0_notop.h5",
+        "https://storage.googleapis.com/keras-applications/",
+        "50bc09e76180e00e4465e1a485ddc09d",
+        cost=80,
+    ),
     "efficientnet_v2_b0": Backbone(
         "EfficientNetV2B0",
         "efficientnetv2-b0_notop.h5",
+        PUBLISHED + "efficientnet_v2/",
+        "893217f2bb855e2983157299931e43ff",
         cost=70,
         options=(("include_preprocessing", True),),
     ),
     "resnet50_v2": Backbone(
         "ResNet50V2",
         "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        PUBLISHED + "resnet/",
+        "fac2f116257151a9d068a22e544a4917",
         cost=150,
         rescale=True,
     ),
@@ -96,6 +122,7 @@ def register_architectures(register):
             sizes={"image_size": {s: (s / IMAGE_SIZES[0]) ** 2 for s in IMAGE_SIZES}},
             mixed_precision=True,
             augmenter="basic",
+            weights=weights_files(name),
         )
 
 
@@ -155,8 +182,29 @@ def backbone_model(name: str, size: int, weights: str = "none"):
 
 def imagenet_file(name: str, size: int) -> Path:
     """Where Keras's cache keeps backbone ``name``'s no-top ImageNet weights."""
-    home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    return Path(home) / "models" / BACKBONES[name].weights_file.format(size=size)
+    return models_dir() / BACKBONES[name].weights_file.format(size=size)
+
+
+def weights_files(name: str) -> tuple[WeightsFile, ...]:
+    """Backbone ``name``'s ImageNet files: one per image size where Keras publishes one
+    per size (MobileNetV2), else one that fits every size."""
+    spec = BACKBONES[name]
+    sizes = IMAGE_SIZES if "{size}" in spec.weights_file else IMAGE_SIZES[:1]
+    return tuple(
+        WeightsFile(
+            imagenet_file(name, size).name,
+            spec.weights_folder + imagenet_file(name, size).name,
+            spec.weights_hash,
+            load=functools.partial(_load, name, size),
+        )
+        for size in sizes
+    )
+
+
+def _load(name: str, size: int, path: Path):
+    """Backbone ``name`` at ``size`` with the weights in ``path`` (an error if they do
+    not fit it)."""
+    return backbone_model(name, size, str(path))
 
 
 def default_weights(name: str, size: int) -> str:

@@ -41,15 +41,19 @@ def make_image_folder(
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path, tmp_path_factory, monkeypatch):
-    """Every test decodes into its own cache, never the user's. The precision probe's
-    measurements (one per machine and thread count) are shared by the session's tests,
-    so that not every search measures again."""
+    """Every test decodes into its own cache, never the user's, and downloads no weights
+    (an empty Keras cache). The precision probe's measurements (one per machine and
+    thread count) are shared by the session's tests, so that not every search measures
+    again."""
     cache = tmp_path / "automl-cache"
     shared = tmp_path_factory.getbasetemp().parent / "precision.json"  # all xdist workers
     if shared.exists():
         cache.mkdir()
         shutil.copy(shared, cache / "precision.json")
     monkeypatch.setenv("AUTOML_CACHE_DIR", str(cache))
+    # nothing reaches the internet, and Keras's cache of pretrained weights stays untouched
+    monkeypatch.setenv("AUTOML_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     yield cache
     if (cache / "precision.json").exists():
         shutil.copy(cache / "precision.json", tmp_path / "precision.json")

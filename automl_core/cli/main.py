@@ -43,7 +43,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
-COMMAND_ORDER = ("search", "inspect", "report", "export", "predict", "plugins")
+COMMAND_ORDER = ("search", "inspect", "report", "export", "predict", "plugins", "weights")
 """The built-in commands in the order people use them; others (plugins') follow."""
 REGISTRY = "registry"
 """An option's attribute naming the kind of component its values name: its help's

@@ -31,13 +31,15 @@ from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.training.balance import class_weights, weights_note
 from automl_core.training.precision import PrecisionChoice, resolve_precision
 from automl_core.training.trial import OBJECTIVES, TrialResult
+from automl_core.training.weights import fetch_for_search, is_offline, mirror_url
 
 __all__ = ["SearchRun", "rank", "resume", "search"]
 
 
 def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     """Run a whole search and return it, leaderboard ranked and winner saved. Its time
-    budget counts from here: loading the images is part of it."""
+    budget counts from here: loading the images is part of it, fetching pretrained
+    weights is not."""
     started = time.time()
     config.validate()
     plugins = plugins or load_plugins(config.plugins)
@@ -48,6 +50,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     loader = plugins["datasets"].get(config.dataset).obj
     images = loader(config.source, image_size=config.image_size)
     data = split(images, config.val_split, config.seed)
+    started += _fetch_weights(config, plugins, names[0])
     run_dir = RunDir(Path(config.out)) if config.out else RunDir.new()
     run = SearchRun(config, run_dir, plugins, *names, data=data, started_at=started)
     save_split(data, run_dir.data)
@@ -81,9 +84,9 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     config.validate()
     plugins = plugins or load_plugins()
     plugins.load(config.plugins)  # the search's own -p plugins, wherever it is resumed
-    run = SearchRun(
-        config, directory, plugins, *_resolve_names(config, plugins), started_at=started
-    )
+    names = _resolve_names(config, plugins)
+    started += _fetch_weights(config, plugins, names[0])
+    run = SearchRun(config, directory, plugins, *names, started_at=started)
     run.data = load_split(directory.data)
     run.dataset_summary = read_json(directory.dataset)
     state = read_json(directory.state) if directory.state.exists() else {}
@@ -113,6 +116,17 @@ def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], l
     for name in config.track:
         plugins["trackers"].get(name).require()
     return architectures, augmenters
+
+
+def _fetch_weights(config: SearchConfig, plugins: Plugins, architectures: list[str]) -> float:
+    """Fetch the pretrained weights files the architectures declare and the cache lacks;
+    the seconds it took, which the time budget does not count."""
+    registry = plugins["architectures"]
+    return fetch_for_search(
+        {name: registry.get(name).info.get("weights", ()) for name in architectures},
+        offline=is_offline(config.offline),
+        mirror=mirror_url(config.weights_mirror),
+    )
 
 
 def _make_oracle(run: SearchRun) -> Oracle:

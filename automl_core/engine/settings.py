@@ -340,6 +340,24 @@ class SearchConfig:
             default_text="start a local one",
         ),
     )
+    offline: bool | None = field(
+        default=None,
+        metadata=setting(
+            "download no pretrained weights: an architecture whose files are not in Keras's "
+            "cache trains from random init, with a warning",
+            convert=boolean,
+            default_text="no; yes when AUTOML_OFFLINE=1",
+        ),
+    )
+    weights_mirror: str | None = field(
+        default=None,
+        metadata=setting(
+            "download pretrained weights files from this base URL, each by its file name, "
+            "instead of where they are published (for air-gapped sites)",
+            metavar="URL",
+            default_text="AUTOML_WEIGHTS_MIRROR, else the published URLs",
+        ),
+    )
     out: str | None = field(
         default=None,
         metadata=setting(

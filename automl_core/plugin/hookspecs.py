@@ -86,7 +86,10 @@ def register_architectures(register: Register) -> None:
     float32 whatever it trained in. ``prepare=fn`` initialises the model from data:
     ``fn(model, images)`` is called once per trial, after the build and before training
     (not when the trial starts from saved weights), with up to 5,000 raw uint8 training
-    images, and sets weights in place.
+    images, and sets weights in place. ``weights=`` (``WeightsFile``s of
+    ``automl_core.training.weights``) names the pretrained files the factory loads from
+    Keras's cache by default: a search fetches the missing ones before its clock starts
+    (unless ``--offline``), and ``automl weights`` lists, fetches and imports them.
     """
 
 

@@ -48,6 +48,7 @@ BUILTIN_PLUGINS = (
     "automl_core.cli.inspect",
     "automl_core.cli.serve",
     "automl_core.cli.report",
+    "automl_core.cli.weights",
 )
 
 
