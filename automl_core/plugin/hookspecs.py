@@ -86,7 +86,8 @@ def register_architectures(register: Register) -> None:
     float32 whatever it trained in. ``prepare=fn`` initialises the model from data:
     ``fn(model, images)`` is called once per trial, after the build and before training
     (not when the trial starts from saved weights), with up to 5,000 raw uint8 training
-    images, and sets weights in place.
+    images, and sets weights in place. A layer named ``features`` marks the end of a frozen
+    part whose outputs may be computed once and cached (``automl_core.training.features``).
     """
 
 
