@@ -33,6 +33,8 @@ import cifar10_data
 import numpy as np
 from photos import run
 
+from automl_core.training.features import leaves
+
 CLASSES = ("deer", "truck")
 """The folder's classes; the backbone is pretrained on the other eight."""
 PER_CLASS, HOLDOUT_PER_CLASS = 100, 500
@@ -145,6 +147,7 @@ def pretrain(search: Path, holdout: Path, per_class: int, epochs: int) -> None:
     train = train.map(lambda a, b: (flip(tf.cast(a, "float32"), training=True), b))
     started = time.perf_counter()
     model.fit(train.prefetch(2), epochs=epochs, verbose=2)
+    recalibrate(model, x)
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test.astype("float32"), y_test, verbose=0)
     print(
@@ -154,6 +157,24 @@ def pretrain(search: Path, holdout: Path, per_class: int, epochs: int) -> None:
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     base.save(target)  # Keras's legacy .h5, as the published ImageNet files
+
+
+def recalibrate(model, images: np.ndarray, batches: int = 60, momentum: float = 0.9) -> None:
+    """Batch norm's moving statistics measured again on ``batches`` batches of ``images``.
+    MobileNetV2's momentum (0.999) needs thousands of steps: after a few epochs the moving
+    averages are far from the batch statistics, and the network in inference mode (how a
+    frozen backbone runs) is near chance."""
+    import keras
+
+    norms = [layer for layer in leaves(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    kept = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = momentum
+    order = np.random.default_rng(0).permutation(len(images))
+    for k in range(batches):
+        model(images[order[k * 64 % len(images) :][:64]].astype("float32"), training=True)
+    for layer, value in zip(norms, kept, strict=True):
+        layer.momentum = value
 
 
 def load(folder: Path, classes: list[str], per_class: int) -> tuple[np.ndarray, np.ndarray]:
