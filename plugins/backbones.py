@@ -19,6 +19,8 @@ fails), so a search works on a machine without internet. Use another file by reg
 your own name: ``register("my_mnv2", backbone("mobilenet_v2", weights="mnv2.weights.h5"))``.
 With weights loaded, the backbone is frozen under a new head (dropout, dense softmax); the
 recipe may then fine-tune its top layers at a lower rate.
+The pooled backbone output is the layer ``features``: trained without augmentation or
+fine-tuning, the head trains on features computed once (``automl_core.training.features``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from automl_core import hookimpl
 from automl_core.errors import UsageError
+from automl_core.training.features import FEATURES
 from automl_core.training.weights import WeightsFile, models_dir
 
 IMAGE_SIZES = [96, 128, 160, 192, 224]
@@ -119,11 +122,16 @@ def register_architectures(register):
             tags=("pretrained", "backbone"),
             cost=spec.cost,
             # it resizes its input itself: the final run's size is chosen from these
-            sizes={"image_size": {s: (s / IMAGE_SIZES[0]) ** 2 for s in IMAGE_SIZES}},
+            sizes={"image_size": size_costs(IMAGE_SIZES)},
             mixed_precision=True,
             augmenter="basic",
             weights=weights_files(name),
         )
+
+
+def size_costs(sizes: list[int]) -> dict[int, float]:
+    """Each input side's cost relative to the smallest: its pixels."""
+    return {size: (size / sizes[0]) ** 2 for size in sizes}
 
 
 def backbone(name: str, weights: str | None = None) -> Callable:
@@ -138,14 +146,25 @@ def backbone(name: str, weights: str | None = None) -> Callable:
     return factory
 
 
-def build(name: str, hp, input_shape, num_classes: int, weights: str | None = None):
-    """The whole model: raw pixels -> resize + preprocessing -> backbone -> head."""
+def build(
+    name: str,
+    hp,
+    input_shape,
+    num_classes: int,
+    weights: str | None = None,
+    sizes: list[int] = IMAGE_SIZES,
+    hidden: bool = False,
+):
+    """The whole model: raw pixels -> resize + preprocessing -> backbone -> pooled
+    ``features`` -> head, at one of ``sizes``; with ``hidden``, the head may have a
+    hidden layer (``head_units``, 0: none)."""
     import keras
     from keras import layers
 
-    size = hp.Choice("image_size", IMAGE_SIZES, default=IMAGE_SIZES[0])
+    size = hp.Choice("image_size", sizes, default=sizes[0])
     weights = hp.Fixed("weights", weights or default_weights(name, size))
     dropout = hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.2)
+    units = hp.Choice("head_units", [0, 256], default=0) if hidden else 0
     hp.Float("learning_rate", 1e-4, 3e-3, sampling="log", default=1e-3)
 
     inputs = keras.Input(shape=input_shape)
@@ -159,7 +178,9 @@ def build(name: str, hp, input_shape, num_classes: int, weights: str | None = No
     pretrained = weights != "none"
     base.trainable = not pretrained  # a random backbone must learn; a pretrained one is kept
     x = base(x, training=False) if pretrained else base(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=FEATURES)(x)
+    if units:
+        x = layers.Dense(units, activation="relu")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(int(num_classes), activation="softmax", dtype="float32")(x)

@@ -51,6 +51,7 @@ def search(config: SearchConfig, plugins: Plugins | None = None) -> SearchRun:
     images = loader(config.source, image_size=config.image_size)
     data = split(images, config.val_split, config.seed)
     started += _fetch_weights(config, plugins, names[0])
+    names = (_with_weights(plugins, names[0]), names[1])
     run_dir = RunDir(Path(config.out)) if config.out else RunDir.new()
     run = SearchRun(config, run_dir, plugins, *names, data=data, started_at=started)
     save_split(data, run_dir.data)
@@ -86,6 +87,7 @@ def resume(run_dir: str | Path, plugins: Plugins | None = None, **changes) -> Se
     plugins.load(config.plugins)  # the search's own -p plugins, wherever it is resumed
     names = _resolve_names(config, plugins)
     started += _fetch_weights(config, plugins, names[0])
+    names = (_with_weights(plugins, names[0]), names[1])
     run = SearchRun(config, directory, plugins, *names, started_at=started)
     run.data = load_split(directory.data)
     run.dataset_summary = read_json(directory.dataset)
@@ -127,6 +129,20 @@ def _fetch_weights(config: SearchConfig, plugins: Plugins, architectures: list[s
         offline=is_offline(config.offline),
         mirror=mirror_url(config.weights_mirror),
     )
+
+
+def _with_weights(plugins: Plugins, architectures: list[str]) -> list[str]:
+    """``architectures`` less those registered ``requires_weights`` with none of their
+    weights files in the cache (after the fetch)."""
+    registry = plugins["architectures"]
+
+    def usable(name: str) -> bool:
+        info = registry.get(name).info
+        return not info.get("requires_weights") or any(
+            file.path.is_file() for file in info.get("weights", ())
+        )
+
+    return [name for name in architectures if usable(name)]
 
 
 def _make_oracle(run: SearchRun) -> Oracle:

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "automl_plugins.resnet",
     "automl_plugins.airbench",
     "automl_plugins.backbones",
+    "automl_plugins.embeddings",
     "automl_plugins.vit",
     "automl_plugins.augment",
     "automl_plugins.tuners",

@@ -5,7 +5,10 @@ architecture's factory ran, so an architecture sets its own defaults (or its own
 ranges) by declaring the same names first, exactly like ``learning_rate``. A model with a
 frozen backbone (a nested model with ``trainable=False``) also gets the transfer-learning
 values: how many of the backbone's top layers to fine-tune afterwards, at what share of
-the learning rate.
+the learning rate, for what share of the epochs. The head trains alone first; the second
+phase recompiles at the lower rate with the top layers trainable, batch normalisation
+frozen (the backbone is called in inference mode). Early stopping keeps the best epoch
+of both phases: fine-tuning that only makes the model worse is undone.
 
 ``nesterov`` (SGD's Nesterov momentum, on) and ``ema`` (the momentum of a moving average
 of the weights, 0 = none) are fixed unless the architecture declares them: with ``ema``,
@@ -42,6 +45,8 @@ class Recipe:
     batch_size: int
     fine_tune_layers: int = 0
     fine_tune_lr_factor: float = 0.1
+    fine_tune_share: float = 0.5
+    """Share of the epochs that fine-tune (the rest train the head alone, first)."""
     nesterov: bool = True
     """SGD only: Nesterov momentum."""
     ema: float = 0.0
@@ -68,6 +73,7 @@ def declare(hp, model, batch_size: int) -> Recipe:
     if frozen_backbones(model):
         values["fine_tune_layers"] = hp.Choice("fine_tune_layers", [0, 20, 50], default=0)
         values["fine_tune_lr_factor"] = hp.Choice("fine_tune_lr_factor", [0.01, 0.1], default=0.1)
+        values["fine_tune_share"] = hp.Choice("fine_tune_share", [0.25, 0.5, 0.75], default=0.5)
     return Recipe(**values)
 
 
@@ -82,8 +88,9 @@ def fit(
     initial_epoch: int = 0,
     plan: Callable[[int, float], int] | None = None,
 ) -> dict:
-    """Compile and train from ``initial_epoch`` to ``epochs``; with fine-tuning, the second
-    half of the epochs trains the backbone's top layers too, at the lower learning rate.
+    """Compile and train from ``initial_epoch`` to ``epochs``; with fine-tuning, the last
+    ``fine_tune_share`` of the epochs trains the backbone's top layers too, at the lower
+    learning rate.
 
     ``plan(epochs_done, seconds_per_epoch)``, asked after every epoch, may move the end
     (never past ``epochs``): training stops there and the learning-rate schedule is
@@ -127,10 +134,11 @@ class Planned:
         self.most, self.epochs, self.plan = epochs, epochs, plan
 
     def last(self, recipe: Recipe, tuning: bool) -> int:
-        """The end of the current phase: the first half of the epochs trains the head
-        alone when there is a fine-tuning phase."""
+        """The end of the current phase: the first epochs train the head alone when there
+        is a fine-tuning phase (at least one, and one is left to fine-tune)."""
         if recipe.fine_tune_layers and not tuning and self.epochs > 1:
-            return math.ceil(self.epochs / 2)
+            head = math.ceil(self.epochs * (1 - recipe.fine_tune_share))
+            return min(self.epochs - 1, max(1, head))
         return self.epochs
 
     def callback(self, recipe: Recipe, tuning: bool, schedule, steps: int, first: int):
@@ -155,6 +163,20 @@ class Planned:
                     self.model.stop_training = True
 
         return Replan()
+
+
+def early_stopping(monitor: str, mode: str, patience: int):
+    """Keras early stopping that restores the best weights of the whole training: its
+    best epoch is kept from one ``fit`` (phase) to the next, its patience starts again."""
+    import keras
+
+    class KeepBest(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            self.wait = self.stopped_epoch = 0
+
+    stopper = KeepBest(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
+    stopper.best, stopper.best_weights, stopper.best_epoch = None, None, 0
+    return stopper
 
 
 def frozen_backbones(model) -> list:

@@ -273,7 +273,7 @@ class Timings:
 def _train(spec, data, architecture, augmenter, control, result: TrialResult, prepare) -> None:
     import keras
 
-    from automl_core.training import recipe
+    from automl_core.training import features, recipe
     from automl_core.training.space import active_values
 
     keras.utils.set_random_seed(spec.seed)
@@ -298,19 +298,17 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
     elif prepare is not None:  # data-dependent initialisation, before any training
         prepare(model, data.x_train[:PREPARE_IMAGES])
 
+    trained, inputs = features.trained_part(model, plan, augment, data)
     train, val = train_val_pipelines(
-        data, plan.batch_size, seed=spec.seed, augment=augment, class_weights=spec.class_weights
+        inputs, plan.batch_size, seed=spec.seed, augment=augment, class_weights=spec.class_weights
     )
-    stopper = keras.callbacks.EarlyStopping(
-        monitor=logged(spec.objective),
-        mode=OBJECTIVES[spec.objective],
-        patience=spec.patience,
-        restore_best_weights=True,
+    stopper = recipe.early_stopping(
+        logged(spec.objective), OBJECTIVES[spec.objective], spec.patience
     )
     callbacks = [keras.callbacks.TerminateOnNaN(), stopper, control]
     start = time.perf_counter()
     result.history = recipe.fit(
-        model,
+        trained,
         plan,
         train,
         val,
@@ -326,6 +324,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
     result.best_epoch = (stopper.best_epoch + 1) if stopper.best_weights is not None else None
     with architecture_scope(hp, spec.architecture):
         model = shipped(model, lambda: architecture(hp, data.input_shape, data.num_classes))
+    val = pipeline(data.x_val, data.y_val, plan.batch_size, data.num_classes)  # images
     plain, mirrored = flip_predictions(model, val)
     result.val_accuracy = accuracy(plain, data.y_val)
     result.val_loss = cross_entropy(plain, data.y_val)
