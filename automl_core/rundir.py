@@ -11,8 +11,8 @@ Every path in it is named here, and only here::
       trials/<id>/       spec.json, metrics.json, history.json, model.keras, log.txt,
                          traceback.txt (if it failed), STOP (a stop request)
       leaderboard.json   completed trials, best first
-      winner/            model.keras, labels.json, winner.json, model_card.{json,md},
-                         test_metrics.json (with a test set), exports
+      winner/            model.keras, labels.json, input.json, winner.json,
+                         model_card.{json,md}, test_metrics.json (with a test set), exports
       report/            index.html and the plots
 """
 
@@ -65,6 +65,9 @@ def read_json(path: Path) -> Any:
 
 LABELS = "labels.json"
 """Class names in output order, beside the winner and every model exported from it."""
+INPUT = "input.json"
+"""``{"image_size": side}``, beside ``LABELS``: the square size the model was trained on.
+A model that takes any size squashes images to it; ``automl predict`` decodes at it."""
 
 
 class ModelFolder:
