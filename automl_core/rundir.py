@@ -66,8 +66,9 @@ def read_json(path: Path) -> Any:
 LABELS = "labels.json"
 """Class names in output order, beside the winner and every model exported from it."""
 INPUT = "input.json"
-"""``{"image_size": side}``, beside ``LABELS``: the square size the model was trained on.
-A model that takes any size squashes images to it; ``automl predict`` decodes at it."""
+"""``{"image_size": side}``, beside ``LABELS``: the square size the training images were
+decoded at. A model that takes any size squashes images to it; ``automl predict`` decodes
+at it."""
 
 
 class ModelFolder:

@@ -134,7 +134,7 @@ def first_line(error: BaseException) -> str:
 
 def write_sidecars(folder: Path, classes: list[str], image_size: int) -> None:
     """Write what ``load_predictor`` reads beside a model into ``folder``: the class names
-    in output order and the square size the model was trained on."""
+    in output order and the square size the training images were decoded at."""
     save_json(folder / LABELS, classes)
     save_json(folder / INPUT, {"image_size": image_size})
 

@@ -138,8 +138,9 @@ def squash(images, side: int):
     (``REDUCING_GAP``), in floating point (the decoder rounds to whole values; so images
     of the size pass through exactly, fractional or not). Each axis is one weight matrix
     computed from the image's size with Keras operations, so the graph is arithmetic and
-    two matrix products, which ONNX and LiteRT carry with dynamic height and width (the
-    antialiased ``Resizing`` layer's ScaleAndTranslate converts to neither)."""
+    two matrix products (their cost grows with the pixels times ``side``), which ONNX and
+    LiteRT carry with dynamic height and width (the antialiased ``Resizing`` layer's
+    ScaleAndTranslate converts to neither)."""
     from keras import ops
 
     rows = _weights(ops.ones_like(images[:1, :, 0, :1]), side)  # (1, height, side)
