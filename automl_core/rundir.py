@@ -14,8 +14,8 @@ Every path in it is named here, and only here::
       trials/<id>/       spec.json, metrics.json, history.json, model.keras, log.txt,
                          traceback.txt (if it failed), STOP (a stop request)
       leaderboard.json   completed trials, best first
-      winner/            model.keras, labels.json, winner.json, model_card.{json,md},
-                         test_metrics.json (with a test set), exports
+      winner/            model.keras, labels.json, input.json, winner.json,
+                         model_card.{json,md}, test_metrics.json (with a test set), exports
       report/            index.html and the plots
       tensorboard/<id>/  TensorBoard event files per trial (--track tensorboard)
       mlflow.json        the MLflow run that logs the search (--track mlflow)
@@ -75,6 +75,10 @@ under another one is reported as far as it can be read, and never resumed."""
 
 LABELS = "labels.json"
 """Class names in output order, beside the winner and every model exported from it."""
+INPUT = "input.json"
+"""``{"image_size": side}``, beside ``LABELS``: the square size the training images were
+decoded at. A model that takes any size squashes images to it; ``automl predict`` decodes
+at it."""
 
 
 class ModelFolder:

@@ -4,6 +4,11 @@ Each exporter writes one artifact into the folder it is handed and returns its p
 An exporter's tags name the ``--quantize`` modes it supports; ``metadata["quantize"]``
 is the mode asked for (or ``None``) and ``metadata["representative_images"]`` holds
 training images (raw pixels, float32) to calibrate ``int8`` on.
+
+The winner takes images of any height and width and squashes them itself
+(``automl_core.training.input_size.with_any_input_size``); every format keeps that but
+LiteRT, which takes exactly the decoded size (``input.json`` beside it): a phone
+runtime's fixed input, and the size ``int8`` is calibrated at.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 from automl_core import hookimpl
 from automl_core.rundir import atomic_target
+from automl_core.training.input_size import at_decoded_size
 
 QUANTIZE_MODES = ("float16", "int8", "dynamic")
 
@@ -35,7 +41,8 @@ def register_exporters(register):
     register(
         "tflite",
         export_tflite,
-        description="LiteRT / TFLite .tflite file; float32, or --quantize float16|int8|dynamic",
+        description="LiteRT / TFLite .tflite file, fixed input size; float32, "
+        "or --quantize float16|int8|dynamic",
         tags=QUANTIZE_MODES,
         needs=("ai_edge_litert",),  # verifies the export
         install="automl-images[litert]",
@@ -64,11 +71,12 @@ def export_saved_model(model, path: Path, metadata: dict) -> Path:
 
 
 def export_onnx(model, path: Path, metadata: dict) -> Path:
-    """An ONNX graph with one float32 input ``images`` of any batch size."""
+    """An ONNX graph with one float32 input ``images`` of any batch size (and any height
+    and width, when the model takes them)."""
     import tensorflow as tf
 
     # Explicit: a model loaded from disk and never called has no signature to infer.
-    signature = [tf.TensorSpec((None, *metadata["input_shape"]), tf.float32, name="images")]
+    signature = [tf.TensorSpec(model.input_shape, tf.float32, name="images")]
     target = Path(path) / "model.onnx"
     with atomic_target(target) as tmp:
         model.export(str(tmp), format="onnx", verbose=False, input_signature=signature)
@@ -76,9 +84,11 @@ def export_onnx(model, path: Path, metadata: dict) -> Path:
 
 
 def export_tflite(model, path: Path, metadata: dict) -> Path:
-    """A LiteRT flatbuffer; inputs and outputs stay float32 in every quantize mode."""
+    """A LiteRT flatbuffer taking the decoded size; inputs and outputs stay float32 in
+    every quantize mode."""
     import tensorflow as tf
 
+    model = at_decoded_size(model)
     mode = metadata.get("quantize")
     options = {}
     if mode:

@@ -92,7 +92,7 @@ def test_saved_model_has_a_serving_signature_for_raw_pixels(run_dir, pixels):
     loaded = tf.saved_model.load(str(run_dir / "winner" / "saved_model"))
     serve = loaded.signatures["serving_default"]
     ((name, spec),) = serve.structured_input_signature[1].items()
-    assert spec.shape.as_list() == [None, 16, 16, 3]
+    assert spec.shape.as_list() == [None, None, None, 3]  # any size: tests/test_any_size.py
     (probabilities,) = serve(**{name: tf.constant(pixels)}).values()
     np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1.0, atol=1e-5)
 
@@ -148,7 +148,12 @@ def test_o_names_an_onnx_file_and_predict_finds_it_in_its_folder(own_run, tmp_pa
     target = tmp_path / "deploy" / "m.onnx"
     records = export_formats(load_winner(own_run), ["onnx"], output=target)
     assert records["onnx"]["path"] == str(target.resolve())
-    assert sorted(p.name for p in target.parent.iterdir()) == ["labels.json", "m.onnx"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "input.json",
+        "labels.json",
+        "m.onnx",
+    ]
+    assert json.loads((target.parent / "input.json").read_text()) == {"image_size": 16}
     predictor = load_predictor(target.parent)  # the folder holds one model
     assert predictor.path == target
     np.testing.assert_allclose(
@@ -163,6 +168,7 @@ def test_o_is_a_folder_for_several_formats_and_keeps_what_it_holds(own_run, tmp_
     export_formats(load_winner(own_run), ["saved_model"], output=folder)  # goes inside
     export_formats(load_winner(own_run), ["onnx", "tflite"], output=folder)
     assert sorted(p.name for p in folder.iterdir()) == [
+        "input.json",
         "labels.json",
         "model.onnx",
         "model.tflite",

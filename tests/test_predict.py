@@ -182,3 +182,14 @@ def test_model_without_labels_is_one_line(tmp_path, capsys, run_dir):
     image = next((run_dir.parent / "images" / "red").iterdir())
     assert main(["predict", str(tmp_path / "model.tflite"), str(image)]) == 2
     assert "no labels.json beside" in capsys.readouterr().err
+
+
+def test_any_size_model_without_its_image_size_is_one_line(tmp_path, capsys, run_dir):
+    """A model that takes any size is fed images decoded at the size in ``input.json``."""
+    for name in ("model.onnx", "labels.json"):
+        shutil.copy(run_dir / "winner" / name, tmp_path)
+    image = next((run_dir.parent / "images" / "red").iterdir())
+    assert main(["predict", str(tmp_path / "model.onnx"), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "no input.json beside" in err and "image size" in err
+    assert len(err.strip().splitlines()) == 1, err

@@ -11,6 +11,9 @@ import numpy as np
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 """How every JPEG file starts, whatever its name."""
+REDUCING_GAP = 3.0
+"""Pillow's ``reducing_gap``: an image at least this many times the size is first reduced
+by a whole factor (box averages), then filtered."""
 
 
 def decode_image(path: str | Path, size: int) -> np.ndarray:
@@ -59,7 +62,7 @@ def _squash(image, size: int) -> np.ndarray:
     from PIL import Image
 
     if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        image = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -20,8 +20,13 @@ from automl_core.data.dataset import DatasetSplit, load_split
 from automl_core.errors import UsageError
 from automl_core.plugin.manager import Plugins, load_plugins
 from automl_core.results import model_card
-from automl_core.results.predict import Predictor, is_saved_model, load_predictor
-from automl_core.rundir import LABELS, RunDir, WinnerDir, read_json, write_json
+from automl_core.results.predict import (
+    Predictor,
+    is_saved_model,
+    load_predictor,
+    write_sidecars,
+)
+from automl_core.rundir import RunDir, WinnerDir, read_json
 from automl_core.training.evaluate import classification_report
 
 TOLERANCE = 1e-3
@@ -136,7 +141,8 @@ def write_card(winner: Winner, new_exports: dict[str, dict] | None = None) -> Pa
 
 def _export_one(winner: Winner, component, mode: str | None, target: Path, named: bool) -> dict:
     """Write one artifact into the folder ``target``, or at ``target`` when ``named``,
-    with ``labels.json`` inside a folder artifact or beside a file; then verify it."""
+    with its sidecars (``write_sidecars``) inside a folder artifact or beside a file;
+    then verify it."""
     from keras.models import load_model
 
     model = load_model(winner.dir.model, compile=False)
@@ -154,8 +160,10 @@ def _export_one(winner: Winner, component, mode: str | None, target: Path, named
     finally:
         if named:
             shutil.rmtree(folder, ignore_errors=True)
-    write_json(
-        (artifact if artifact.is_dir() else artifact.parent) / LABELS, winner.metadata["classes"]
+    write_sidecars(
+        artifact if artifact.is_dir() else artifact.parent,
+        winner.metadata["classes"],
+        winner.metadata["input_shape"][0],
     )
     record = verify(winner, artifact, quantized=mode is not None)
     record |= {"format": component.name, "quantize": mode}
@@ -208,6 +216,7 @@ def _artifact_facts(predictor: Predictor, image: np.ndarray) -> dict:
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     return {
         "runtime": predictor.runtime,
+        "any_size": predictor.any_size,
         "size_bytes": sum(p.stat().st_size for p in files),
         "cpu_latency_ms": predictor.latency_ms(image),
     }

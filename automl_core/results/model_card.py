@@ -9,6 +9,7 @@ from automl_core.rundir import WinnerDir, atomic_target, write_json
 SCORES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
 """A classification report's scores and how a card names them (a card of a run from
 before class-balanced scores shows n/a for those)."""
+RESIZE = "squash to the input size, bilinear (automl_core.data.decode.decode_image)"
 
 
 def build(
@@ -42,7 +43,9 @@ def build(
             "value_range": [0, 255],
             "color": "RGB",
             "layout": "batch, height, width, channels",
-            "resize": "squash to the input size, bilinear (automl_core.data.decode.decode_image)",
+            "resize": f"inside the model, from any size: {RESIZE}"
+            if model.get("any_size")
+            else RESIZE,
             "preprocessing": "inside the model: pass raw pixel values",
         },
         "architecture": metadata["architecture"],
@@ -95,14 +98,12 @@ def write(winner: WinnerDir, card: dict) -> Path:
 
 def markdown(card: dict) -> str:
     """The card as Markdown, for people."""
-    shape = card["input"]["shape"]
     lines = [
         f"# Model card: {card['architecture']}",
         "",
         "## Use",
         "",
-        f"- Input: RGB images, {shape[0]}x{shape[1]} pixels, float32 raw values 0..255, "
-        "batch first; resizing is yours, all other preprocessing is inside the model.",
+        *_input_lines(card),
         f"- Output: {len(card['classes'])} class probabilities (softmax), in this order:",
         "",
         *[f"  {i}. {name}" for i, name in enumerate(card["classes"])],
@@ -146,6 +147,28 @@ def markdown(card: dict) -> str:
         lines.append("None yet: `automl export RUN_DIR --format onnx` adds one.")
     lines += _reproducibility_lines(card)
     return "\n".join(lines) + "\n"
+
+
+def _input_lines(card: dict) -> list[str]:
+    """What the model takes: any size (but the fixed-size exports), or exactly its size."""
+    shape = card["input"]["shape"]
+    size = f"{shape[0]}x{shape[1]}"
+    if not card["model"].get("any_size"):
+        return [
+            f"- Input: RGB images, {size} pixels, float32 raw values 0..255, batch first; "
+            "resizing is yours, all other preprocessing is inside the model."
+        ]
+    lines = [
+        "- Input: RGB images of any size, float32 raw values 0..255, batch first; the model "
+        f"squashes them to {size} as training did, and all other preprocessing is inside it."
+    ]
+    fixed = [r["path"] for r in card["exports"].values() if not r.get("any_size")]
+    if fixed:
+        lines.append(
+            f"- {', '.join(fixed)}: exactly {size}; squash images to that size first "
+            "(bilinear, as `automl predict` does)."
+        )
+    return lines
 
 
 def _report(name: str, report: dict) -> list[str]:

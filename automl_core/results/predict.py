@@ -1,9 +1,11 @@
 """Load any exported winner with its own runtime and classify image files with it.
 
 The runtime is chosen by file type: ``.keras`` (Keras, ``safe_mode`` on), a SavedModel
-folder (TensorFlow), ``.onnx`` (onnxruntime), ``.tflite`` (ai-edge-litert). Every
-artifact describes itself: the input size is read from the model's own input signature
-and the class names from ``labels.json`` beside it (inside, for a SavedModel folder).
+folder (TensorFlow), ``.onnx`` (onnxruntime), ``.tflite`` (ai-edge-litert). The input
+size is read from the model's own input signature; a model that takes any size is fed
+images decoded at the size it squashes them to (``input.json``), so they pass through
+unchanged. The class names come from ``labels.json``; both files lie beside the model
+(inside, for a SavedModel folder).
 
 Files are classified as a stream: a batch is decoded, predicted and handed on before the
 next is read, so memory does not grow with the number of images.
@@ -23,7 +25,8 @@ import numpy as np
 
 from automl_core.data.decode import decode_image
 from automl_core.errors import UsageError
-from automl_core.rundir import LABELS, RunDir, WinnerDir
+from automl_core.rundir import INPUT, LABELS, RunDir, WinnerDir
+from automl_core.rundir import write_json as save_json
 
 BATCH = 64
 
@@ -35,9 +38,13 @@ class Predictor:
     path: Path
     runtime: str
     input_size: int
+    """The square size images are decoded at: the model's input, or the size a model
+    that takes any size squashes them to."""
     classes: list[str]
     run: Callable[[np.ndarray], np.ndarray]
-    """One batch of shape (n, size, size, 3), float32 0..255 -> (n, classes)."""
+    """One batch of shape (n, height, width, 3), float32 0..255 -> (n, classes); height and
+    width are ``input_size`` unless the model takes any size."""
+    any_size: bool = False
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for any number of images, run in batches."""
@@ -115,7 +122,8 @@ def load_predictor(path: str | Path) -> Predictor:
         raise UsageError(
             f"{str(path)!r} is not a readable {kind} model: {first_line(error)}"
         ) from error
-    return Predictor(path, runtime, _square_size(path, shape), read_labels(path), run)
+    size, any_size = _input_size(path, shape)
+    return Predictor(path, runtime, size, read_labels(path), run, any_size)
 
 
 def first_line(error: BaseException) -> str:
@@ -124,21 +132,36 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def write_sidecars(folder: Path, classes: list[str], image_size: int) -> None:
+    """Write what ``load_predictor`` reads beside a model into ``folder``: the class names
+    in output order and the square size the training images were decoded at."""
+    save_json(folder / LABELS, classes)
+    save_json(folder / INPUT, {"image_size": image_size})
+
+
 def read_labels(path: Path) -> list[str]:
     """Class names in output order from the ``labels.json`` sidecar of ``path``."""
-    places = ([path / LABELS] if path.is_dir() else []) + [path.parent / LABELS]
+    return list(_read_sidecar(path, LABELS, "name the classes"))
+
+
+def _read_sidecar(path: Path, name: str, purpose: str):
+    """The JSON file ``name`` inside a folder model or beside ``path``."""
+    places = ([path / name] if path.is_dir() else []) + [path.parent / name]
     for place in places:
         if place.is_file():
-            return list(json.loads(place.read_text()))
-    raise UsageError(f"no {LABELS} beside {str(path)!r}: cannot name the classes")
+            return json.loads(place.read_text())
+    raise UsageError(f"no {name} beside {str(path)!r}: cannot {purpose}")
 
 
-def _square_size(path: Path, shape: Iterable) -> int:
-    """The side of the square input ``(batch, side, side, 3)`` the model declares."""
-    shape = list(shape)
-    if len(shape) != 4 or shape[1] != shape[2] or not isinstance(shape[1], int) or shape[1] < 1:
+def _input_size(path: Path, shape: Iterable) -> tuple[int, bool]:
+    """The side images are decoded at, and whether the model takes any size: a square
+    input ``(batch, side, side, 3)``, or ``(batch, any, any, 3)`` with ``input.json``."""
+    shape = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if len(shape) == 4 and shape[1] is None and shape[2] is None:
+        return int(_read_sidecar(path, INPUT, "tell its image size")["image_size"]), True
+    if len(shape) != 4 or shape[1] != shape[2] or shape[1] is None:
         raise UsageError(f"{str(path)!r} does not take square RGB images (input {shape})")
-    return shape[1]
+    return shape[1], False
 
 
 def _load_keras(path: Path):

@@ -1,10 +1,12 @@
 """The winner: the best trial's model (or its refit on all data), flip test-time
-augmentation kept when it helped, saved as ``winner/model.keras`` with its facts."""
+augmentation kept when it helped, taking images of any size, saved as
+``winner/model.keras`` with its facts."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from automl_core.results.predict import write_sidecars
 from automl_core.rundir import write_json
 
 if TYPE_CHECKING:
@@ -13,9 +15,10 @@ if TYPE_CHECKING:
 
 
 def save_winner(run: SearchRun, refit: TrialResult | None) -> None:
-    """Write ``winner/``: ``model.keras``, ``labels.json`` and ``winner.json``."""
+    """Write ``winner/``: ``model.keras``, its sidecars and ``winner.json``."""
     from keras.models import load_model
 
+    from automl_core.training.input_size import with_any_input_size
     from automl_core.training.tta import with_flip_averaging
 
     best = run.leaderboard[0]
@@ -23,6 +26,7 @@ def save_winner(run: SearchRun, refit: TrialResult | None) -> None:
     tta_helps = (best.val_accuracy_tta or 0.0) > best.val_accuracy
     if tta_helps:
         model = with_flip_averaging(model)
+    model = with_any_input_size(model)
     metadata = {
         "trial_id": best.trial_id,
         "architecture": best.architecture,
@@ -49,5 +53,5 @@ def save_winner(run: SearchRun, refit: TrialResult | None) -> None:
     winner = run.run_dir.winner
     winner.path.mkdir(parents=True, exist_ok=True)
     export(model, winner.path, metadata)  # the keras format's file is winner.model
-    write_json(winner.labels, run.data.class_names)
+    write_sidecars(winner.path, run.data.class_names, run.data.input_shape[0])
     write_json(winner.info, metadata)

@@ -10,6 +10,10 @@ layers, so the saved model still takes the decoded size and resizes the way it t
 Resizing halves the image with bilinear steps while it can (at exactly half, a bilinear
 sample is the mean of a 2x2 block, so nothing aliases) and makes one last bilinear step
 to the size: stock Keras layers that every exporter carries as plain operations.
+
+The winner goes one step further out (``with_any_input_size``): it takes images of any
+height and width and squashes them to the decoded size inside the model, the way the
+decoder does, so a deployed model needs no resizing code.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from automl_core.data.dataset import DatasetSplit
+from automl_core.data.decode import REDUCING_GAP
 
 IMAGE_SIZE = "image_size"
 STEPS = (32, 64, 96, 128, 160, 192, 224)
@@ -108,3 +113,55 @@ def with_input_resizing(model, input_shape: tuple[int, int, int]):
     for layer in steps:
         x = layer(x)
     return keras.Model(inputs, model(x), name=model.name)
+
+
+def with_any_input_size(model):
+    """``model`` (square input of the decoded size) behind ``squash``: it takes images of
+    any height and width, and images of the decoded size pass through unchanged."""
+    import keras
+
+    side = model.input_shape[1]
+    inputs = keras.Input(shape=(None, None, model.input_shape[-1]), name="images")
+    return keras.Model(inputs, model(squash(inputs, side)), name=model.name)
+
+
+def at_decoded_size(model):
+    """The network inside a ``with_any_input_size`` model, which takes exactly the decoded
+    size; ``model`` itself when its input size is fixed already."""
+    return model if model.input_shape[1] is not None else model.layers[-1]
+
+
+def squash(images, side: int):
+    """``images`` (NHWC, any height and width, raw pixels) squashed to ``side`` x ``side``
+    as ``decode_image`` resizes them: Pillow's bilinear filter (a triangle as wide as the
+    scale when shrinking, so nothing aliases) after its box reduction by a whole factor
+    (``REDUCING_GAP``), in floating point (the decoder rounds to whole values; so images
+    of the size pass through exactly, fractional or not). Each axis is one weight matrix
+    computed from the image's size with Keras operations, so the graph is arithmetic and
+    two matrix products (their cost grows with the pixels times ``side``), which ONNX and
+    LiteRT carry with dynamic height and width (the antialiased ``Resizing`` layer's
+    ScaleAndTranslate converts to neither)."""
+    from keras import ops
+
+    rows = _weights(ops.ones_like(images[:1, :, 0, :1]), side)  # (1, height, side)
+    columns = _weights(ops.ones_like(images[:1, 0, :, :1]), side)  # (1, width, side)
+    x = ops.matmul(ops.transpose(images, (0, 3, 2, 1)), rows)  # (n, channels, width, side)
+    x = ops.matmul(ops.transpose(x, (0, 1, 3, 2)), columns)  # (n, channels, side, side)
+    return ops.transpose(x, (0, 2, 3, 1))
+
+
+def _weights(ones, side: int):
+    """Pillow's weights along one axis of ``n`` pixels, from ``ones`` (1, n, 1): a
+    (1, n, side) matrix whose columns each sum to 1."""
+    from keras import ops
+
+    index = ops.cumsum(ones, axis=1) - 1.0
+    n = ops.sum(ones, axis=1, keepdims=True)
+    factor = ops.maximum(ops.floor(n / (side * REDUCING_GAP)), 1.0)  # Image.reduce's
+    block = ops.floor(index / factor)
+    block_pixels = ops.minimum(factor, n - block * factor)  # the last block may be short
+    scale = n / (factor * side)  # reduced pixels per output pixel
+    centre = scale * (np.arange(side, dtype="float32") + 0.5)
+    weights = ops.relu(1.0 - ops.abs(block + 0.5 - centre) / ops.maximum(scale, 1.0))
+    weights = weights / block_pixels
+    return weights / ops.sum(weights, axis=1, keepdims=True)
