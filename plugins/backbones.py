@@ -26,7 +26,6 @@ fine-tuning, the head trains on features computed once (``automl_core.training.f
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,19 +228,9 @@ def _load(name: str, size: int, path: Path):
 
 
 def default_weights(name: str, size: int) -> str:
-    """``imagenet`` when its file is cached, else ``none`` (said once per backbone)."""
-    if imagenet_file(name, size).is_file():
-        return "imagenet"
-    _notice_random_init(name, imagenet_file(name, size))
-    return "none"
-
-
-@functools.cache
-def _notice_random_init(name: str, missing: Path) -> None:
-    print(
-        f"automl: {name}: no ImageNet weights at {missing}; training it from random init",
-        file=sys.stderr,
-    )
+    """``imagenet`` when its file is cached, else ``none`` (a search says so on the console
+    before its clock starts: ``automl_core.training.weights.fetch_for_search``)."""
+    return "imagenet" if imagenet_file(name, size).is_file() else "none"
 
 
 def _weights_path(name: str, size: int, weights: str) -> str | None:

@@ -4,6 +4,10 @@ decoder does; the LiteRT one takes exactly the decoded size and says so."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +144,34 @@ def test_tflite_takes_the_decoded_size_and_the_card_says_so(run_dir, photos):
     markdown = (run_dir / "winner" / "model_card.md").read_text()
     assert "- Input: RGB images of any size" in markdown
     assert f"- model.tflite: exactly {SIDE}x{SIDE}; squash images" in markdown
+
+
+def readme_snippet() -> str:
+    """The README's "use the winner" Python block, exactly as written."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (snippet,) = [block for block in blocks if "keras.models.load_model" in block]
+    return snippet
+
+
+def test_the_readmes_snippet_runs_as_written_without_automl(run_dir, tmp_path):
+    """In a folder with ``runs/latest`` and a 300x200 ``photo.jpg``, a Python that cannot
+    import automl runs the README's block and prints ``automl predict``'s top-1."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to(run_dir)
+    Image.fromarray(noisy((200, 300), "red", 7)).save(tmp_path / "photo.jpg", quality=95)
+    blocked = "import sys; sys.modules['automl_core'] = sys.modules['automl_plugins'] = None\n"
+    out = subprocess.run(
+        [sys.executable, "-c", blocked + readme_snippet()],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    predicted = run_automl("predict", run_dir, tmp_path / "photo.jpg", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    (top,) = json.loads(predicted.stdout)
+    name, probability = out.stdout.split()
+    assert name == top["top"][0]["class"]
+    assert abs(float(probability.rstrip("%")) / 100 - top["top"][0]["probability"]) < ATOL

@@ -1,6 +1,7 @@
 """Transfer learning: a pretrained backbone is loaded, its head trains first, then only its
 top layers fine-tune at a lower rate with batch norm untouched; the embedding candidates
-train a head on features computed once and cached, and exist only with weights."""
+train a head on features computed once and cached, and a search leaves them out without
+weights."""
 
 from __future__ import annotations
 
@@ -115,20 +116,27 @@ def test_early_stopping_keeps_the_best_epoch_across_the_phases():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), learnt, strict=True))
 
 
-def test_embedding_candidates_are_offered_only_with_weights(keras_home):
+def test_embedding_candidates_are_left_out_of_a_search_without_weights(
+    keras_home, tmp_path, capfd
+):
     from automl_core.plugin.manager import load_plugins
 
-    names = load_plugins()["architectures"].names()
-    assert "mobilenet_v2" in names
-    assert not [name for name in names if name.endswith("_embedding")]
-    pretrained_file("mobilenet_v2", 128)
-    architectures = load_plugins()["architectures"]
-    assert [name for name in architectures.names() if name.endswith("_embedding")] == [
-        "mobilenet_v2_embedding"
+    info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
+    assert info["requires_weights"] and info["augmenter"] == "none"
+    assert len(info["sizes"]["image_size"]) == 5  # none cached yet: a fetch would bring all
+    folder = make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=6)
+    run = quick_search(
+        folder, tmp_path / "run", architectures=["mobilenet_v2_embedding", "small"], max_trials=1
+    )
+    assert run.architectures == ["small"]
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        "automl: warning: mobilenet_v2_embedding: no pretrained weights (offline, and 5 "
+        f"pretrained weights files not in {keras_home / 'models'}): left out"
     ]
-    info = architectures.get("mobilenet_v2_embedding").info
+    pretrained_file("mobilenet_v2", 128)
+    info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
     assert info["sizes"] == {"image_size": {128: 1.0}}  # only where its weights are
-    assert info["augmenter"] == "none"
 
 
 def test_an_embedding_trial_trains_its_head_on_features_computed_once(

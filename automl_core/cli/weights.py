@@ -109,10 +109,15 @@ def _with_weights(registry: Registry, patterns: list[str]) -> list[Component]:
 
 
 def print_list(components: list[Component]) -> None:
-    """One line per file: architecture, file, size in the cache, cached or not, its check."""
+    """One line per file: the first architecture that loads it, the file, its size in the
+    cache, cached or not, its check."""
     rows = [("architecture", "file", "size", "cached", "checked by")]
+    listed: set[Path] = set()
     for component in components:
         for file in component.info["weights"]:
+            if file.path in listed:
+                continue
+            listed.add(file.path)
             cached = file.path.is_file()
             size = f"{file.path.stat().st_size / 1e6:.1f} MB" if cached else "-"
             check = "hash" if file.file_hash else "loading"

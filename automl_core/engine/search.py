@@ -123,11 +123,12 @@ def _resolve_names(config: SearchConfig, plugins: Plugins) -> tuple[list[str], l
 def _fetch_weights(config: SearchConfig, plugins: Plugins, architectures: list[str]) -> float:
     """Fetch the pretrained weights files the architectures declare and the cache lacks;
     the seconds it took, which the time budget does not count."""
-    registry = plugins["architectures"]
+    infos = {name: plugins["architectures"].get(name).info for name in architectures}
     return fetch_for_search(
-        {name: registry.get(name).info.get("weights", ()) for name in architectures},
+        {name: info.get("weights", ()) for name, info in infos.items()},
         offline=is_offline(config.offline),
         mirror=mirror_url(config.weights_mirror),
+        required=frozenset(name for name, info in infos.items() if info.get("requires_weights")),
     )
 
 

@@ -126,29 +126,39 @@ def check(file: WeightsFile, path: Path) -> Any:
 
 
 def fetch_for_search(
-    declared: dict[str, tuple[WeightsFile, ...]], *, offline: bool, mirror: str | None
+    declared: dict[str, tuple[WeightsFile, ...]],
+    *,
+    offline: bool,
+    mirror: str | None,
+    required: frozenset[str] = frozenset(),
 ) -> float:
     """Fetch the files the architectures of a search declare and the cache lacks; the
     seconds it took. Offline, or when a download fails, one warning line per architecture:
-    it trains from random initialisation where its files are missing."""
+    it trains from random initialisation where its files are missing or, one of
+    ``required``, is left out. A file that failed is not tried again for another."""
     started = time.monotonic()
     fetched: list[Path] = []
+    failed: dict[Path, str] = {}
     unreachable = False
     for architecture, files in declared.items():
         missing = [file for file in files if not file.path.is_file()]
         if not missing:
             continue
-        if offline or unreachable:
-            why = "offline" if offline else "the network failed above"
-            _warn(architecture, f"{why}, and {_count(missing)} not in {models_dir()}")
+        outcome = "left out" if architecture in required else "training it from random init"
+        known = [failed[file.path] for file in missing if file.path in failed]
+        if offline or unreachable or known:
+            why = "offline" if offline else "the network failed above" if unreachable else known[0]
+            _warn(architecture, f"{why}, and {_count(missing)} not in {models_dir()}", outcome)
             continue
         print(f"automl: {architecture}: fetching {_count(missing)}", file=sys.stderr)
-        try:
-            for file in missing:
+        for file in missing:
+            try:
                 fetched.append(fetch(file, mirror))
-        except UsageError as error:
-            unreachable = isinstance(error, Unreachable)  # then the others are not tried
-            _warn(architecture, str(error))
+            except UsageError as error:
+                unreachable = isinstance(error, Unreachable)  # then the others are not tried
+                failed[file.path] = str(error)
+                _warn(architecture, str(error), outcome)
+                break
     seconds = time.monotonic() - started
     if fetched:
         size = sum(path.stat().st_size for path in fetched) / 1e6
@@ -224,10 +234,9 @@ def _quiet_absl() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _warn(architecture: str, why: str) -> None:
+def _warn(architecture: str, why: str, outcome: str) -> None:
     print(
-        f"automl: warning: {architecture}: no pretrained weights ({why}): training it from "
-        "random init",
+        f"automl: warning: {architecture}: no pretrained weights ({why}): {outcome}",
         file=sys.stderr,
     )
 
