@@ -116,9 +116,7 @@ def test_early_stopping_keeps_the_best_epoch_across_the_phases():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), learnt, strict=True))
 
 
-def test_embedding_candidates_are_left_out_of_a_search_without_weights(
-    keras_home, tmp_path, capfd
-):
+def test_embedding_candidates_are_left_out_of_a_search_without_weights(keras_home, tmp_path, capfd):
     from automl_core.plugin.manager import load_plugins
 
     info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
@@ -131,8 +129,8 @@ def test_embedding_candidates_are_left_out_of_a_search_without_weights(
     assert run.architectures == ["small"]
     warnings = [line for line in capfd.readouterr().err.splitlines() if "warning" in line]
     assert warnings == [
-        "automl: warning: mobilenet_v2_embedding: no pretrained weights (offline, and 5 "
-        f"pretrained weights files not in {keras_home / 'models'}): left out"
+        "automl: warning: left out, for want of their pretrained weights (offline, and 5 "
+        f"pretrained weights files not in {keras_home / 'models'}): mobilenet_v2_embedding"
     ]
     pretrained_file("mobilenet_v2", 128)
     info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info

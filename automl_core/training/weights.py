@@ -133,32 +133,39 @@ def fetch_for_search(
     required: frozenset[str] = frozenset(),
 ) -> float:
     """Fetch the files the architectures of a search declare and the cache lacks; the
-    seconds it took. Offline, or when a download fails, one warning line per architecture:
-    it trains from random initialisation where its files are missing or, one of
-    ``required``, is left out. A file that failed is not tried again for another."""
+    seconds it took. Offline, or when a download fails, one warning line per architecture
+    that trains from random initialisation where its files are missing, and one line for
+    all those of ``required`` left out. A file that failed is not tried again."""
     started = time.monotonic()
     fetched: list[Path] = []
     failed: dict[Path, str] = {}
+    left_out: dict[str, str] = {}
     unreachable = False
     for architecture, files in declared.items():
         missing = [file for file in files if not file.path.is_file()]
         if not missing:
             continue
-        outcome = "left out" if architecture in required else "training it from random init"
         known = [failed[file.path] for file in missing if file.path in failed]
+        why = ""
         if offline or unreachable or known:
             why = "offline" if offline else "the network failed above" if unreachable else known[0]
-            _warn(architecture, f"{why}, and {_count(missing)} not in {models_dir()}", outcome)
-            continue
-        print(f"automl: {architecture}: fetching {_count(missing)}", file=sys.stderr)
-        for file in missing:
-            try:
-                fetched.append(fetch(file, mirror))
-            except UsageError as error:
-                unreachable = isinstance(error, Unreachable)  # then the others are not tried
-                failed[file.path] = str(error)
-                _warn(architecture, str(error), outcome)
-                break
+            why += f", and {_count(missing)} not in {models_dir()}"
+        else:
+            print(f"automl: {architecture}: fetching {_count(missing)}", file=sys.stderr)
+            for file in missing:
+                try:
+                    fetched.append(fetch(file, mirror))
+                except UsageError as error:
+                    unreachable = isinstance(error, Unreachable)  # the others are not tried
+                    why = failed[file.path] = str(error)
+                    break
+        if why and architecture in required:
+            left_out[architecture] = why
+        elif why:
+            _warn(f"{architecture}: no pretrained weights ({why}): training it from random init")
+    if left_out:
+        names, why = ", ".join(left_out), next(iter(left_out.values()))
+        _warn(f"left out, for want of their pretrained weights ({why}): {names}")
     seconds = time.monotonic() - started
     if fetched:
         size = sum(path.stat().st_size for path in fetched) / 1e6
@@ -234,11 +241,8 @@ def _quiet_absl() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _warn(architecture: str, why: str, outcome: str) -> None:
-    print(
-        f"automl: warning: {architecture}: no pretrained weights ({why}): {outcome}",
-        file=sys.stderr,
-    )
+def _warn(message: str) -> None:
+    print(f"automl: warning: {message}", file=sys.stderr)
 
 
 def _count(files: list) -> str:
