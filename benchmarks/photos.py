@@ -52,14 +52,7 @@ def main() -> None:
         run("search", search_dir, holdout_dir, work, ["--time-budget", args.budget]),
         run("classic CNN, 10 epochs", search_dir, holdout_dir, work, CLASSIC),
     ]
-    print()
-    print("| run | held-out acc | wall | winner | image size | val acc | precision |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['name']} | **{r['holdout_accuracy']:.4f}** | {r['wall_seconds']:.0f} s | "
-            f"{r['winner']} | {r['image_size']} | {r['val_accuracy']:.4f} | {r['precision']} |"
-        )
+    print_table(rows)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -97,6 +90,18 @@ def _photo(image, rng, Image, ImageFilter):
     photo = photo.filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 2.5))))
     pixels = np.asarray(photo, dtype=np.float32) + rng.normal(0, 3.0, (size[1], size[0], 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def print_table(rows: list[dict]) -> None:
+    """The runs side by side, as a Markdown table."""
+    print()
+    print("| run | held-out acc | wall | winner | image size | val acc | precision |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['name']} | **{r['holdout_accuracy']:.4f}** | {r['wall_seconds']:.0f} s | "
+            f"{r['winner']} | {r['image_size']} | {r['val_accuracy']:.4f} | {r['precision']} |"
+        )
 
 
 def run(name: str, search_dir: Path, holdout_dir: Path, work: Path, flags: list[str]) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cifar10_data
 import numpy as np
-from photos import run
+from photos import print_table, run
 
 from automl_core.training.features import leaves
 
@@ -75,14 +75,7 @@ def main() -> None:
         with_keras_home(home, run, name, search_dir, holdout_dir, work, flags)
         for home, name, flags in runs
     ]
-    print()
-    print("| run | held-out acc | wall | winner | image size | val acc | precision |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['name']} | **{r['holdout_accuracy']:.4f}** | {r['wall_seconds']:.0f} s | "
-            f"{r['winner']} | {r['image_size']} | {r['val_accuracy']:.4f} | {r['precision']} |"
-        )
+    print_table(rows)
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -5,6 +5,7 @@ registered; and the learning curves of continued trials."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -113,6 +114,42 @@ def test_the_leaderboard_is_a_line_per_trial_within_100_columns(piped):
     rows = [row.split() for row in table[3:]]
     assert [row[0] for row in rows] == ["1", "2"] and {row[1] for row in rows} == {"0", "1"}
     assert not any("learning_rate" in line for line in lines)  # that is automl report's
+
+
+def test_long_names_folds_and_another_objective_still_fit_100_columns():
+    """Only the names give way: every score, the fold mean and the rank stay whole."""
+    from rich.console import Console
+
+    from automl_core.reporting.live import PLAIN_WIDTH, leaderboard_table
+    from automl_core.training.trial import TrialResult
+
+    results = [
+        TrialResult(
+            f"{i:04d}",
+            "mobilenet_v3_large_embedding",
+            "flip_crop_cutout",
+            "completed",
+            {},
+            val_accuracy=0.95,
+            balanced_accuracy=0.9,
+            macro_f1=0.875,
+            val_accuracy_tta=0.96,
+            params=2_300_000,
+            train_seconds=53,
+            epochs_run=100,
+            folds={"scores": [0.9, 0.95], "mean": 0.925, "spread": 0.035},
+        )
+        for i in range(12)
+    ]
+    console = Console(width=PLAIN_WIDTH, soft_wrap=True, file=io.StringIO())
+    console.print(leaderboard_table(results, "balanced_accuracy", hyperparameters=False))
+    lines = console.file.getvalue().splitlines()
+    assert max(map(len, lines)) <= PLAIN_WIDTH
+    header = "# trial architecture augmenter bal_acc fold mean val_acc macro-F1 TTA epochs time"
+    assert lines[1].split() == [*header.split(), "params"]
+    last = lines[-1].split()
+    assert last[:2] == ["12", "0011"] and last[2].startswith("mobilenet_v3_")
+    assert last[4:] == ["0.900", "0.925±0.035", "0.950", "0.875", "0.960", "100", "0m53s", "2.3M"]
 
 
 def test_debug_and_verbose_show_the_notices_and_every_epoch(piped):

@@ -34,6 +34,8 @@ SHOW_TRIALS = 12
 """Trials the live table shows: every running one, then the latest that ended."""
 PLAIN_WIDTH = 100
 """Columns tables take when output is not a terminal (text lines are not wrapped)."""
+HEADERS = {"balanced_accuracy": "bal_acc"}
+"""Objectives' short names as leaderboard column headers."""
 STATUS_STYLE = {RUNNING: "cyan", COMPLETED: "green", FAILED: "red", STOPPED: "yellow"}
 
 if TYPE_CHECKING:
@@ -295,14 +297,34 @@ def leaderboard_table(
 ) -> RenderableType:
     """The ranked trials, a line each, in ``PLAIN_WIDTH`` columns; then, with
     ``hyperparameters``, each one's values in a table of their own."""
-    table = Table(title=f"Leaderboard (by {objective})", box=box.SIMPLE_HEAD, show_edge=False)
-    for column in ("#", "trial", "architecture", "augmenter"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    table = Table(
+        title=f"Leaderboard (by {objective})",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=0,  # the box puts a space between columns
+    )
     scores = [objective] if objective != "val_accuracy" else []
     folds = any(r.folds for r in leaderboard)  # small data: candidates compared on folds
-    numbers = [*scores, *(["fold mean"] if folds else []), "val_acc", "macro-F1", "TTA"]
+    headers = [HEADERS.get(name, name) for name in scores]
+    numbers = [*headers, *(["fold mean"] if folds else []), "val_acc", "macro-F1", "TTA"]
+    widths = {"#": len(str(len(leaderboard))), "trial": 5}
+    widths |= {c: 11 if c == "fold mean" else max(5, len(c)) for c in numbers}
+    widths |= {"epochs": 6, "time": 5, "params": 6}
+    # what is left of PLAIN_WIDTH goes to the names, cut short with an ellipsis if need be
+    room = PLAIN_WIDTH - sum(widths.values()) - len(widths) - 1
+    names = {
+        "architecture": max([12, *(len(r.architecture) for r in leaderboard)]),
+        "augmenter": max([9, *(len(r.augmenter) for r in leaderboard)]),
+    }
+    if sum(names.values()) > room:
+        names["augmenter"] = min(names["augmenter"], max(9, room // 3))
+        names["architecture"] = room - names["augmenter"]
+    table.add_column("#", no_wrap=True, min_width=widths["#"])
+    table.add_column("trial", no_wrap=True, min_width=widths["trial"])
+    for column, width in names.items():
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=width)
     for column in [*numbers, "epochs", "time", "params"]:
-        table.add_column(column, justify="right", no_wrap=True)
+        table.add_column(column, justify="right", no_wrap=True, min_width=widths[column])
     for rank, r in enumerate(leaderboard, 1):
         table.add_row(
             str(rank),
