@@ -149,7 +149,6 @@ def fetch_for_search(
         why = ""
         if offline or unreachable or known:
             why = "offline" if offline else "the network failed above" if unreachable else known[0]
-            why += f", and {_count(missing)} not in {models_dir()}"
         else:
             print(f"automl: {architecture}: fetching {_count(missing)}", file=sys.stderr)
             for file in missing:
@@ -162,10 +161,11 @@ def fetch_for_search(
         if why and architecture in required:
             left_out[architecture] = why
         elif why:
+            why += f", and {_count(missing)} not in {models_dir()}"
             _warn(f"{architecture}: no pretrained weights ({why}): training it from random init")
     if left_out:
         names, why = ", ".join(left_out), next(iter(left_out.values()))
-        _warn(f"left out, for want of their pretrained weights ({why}): {names}")
+        _warn(f"left out, without their pretrained weights in {models_dir()} ({why}): {names}")
     seconds = time.monotonic() - started
     if fetched:
         size = sum(path.stat().st_size for path in fetched) / 1e6
