@@ -71,6 +71,21 @@ def test_a_search_records_its_environment_and_the_card_shows_it(finished):
     assert f"Run schema {RUN_SCHEMA}" in section and "GPUs: none" in section
 
 
+def test_the_report_shows_the_environment(copy):
+    recorded = read_json(copy.environment)
+    recorded["resumes"] = [recorded | {"changes": ["keras 9.0 (was 3.15)"]}]
+    write_json(copy.environment, recorded)
+    shown = run_automl("report", copy.path, "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["environment"]["versions"] == recorded["versions"]
+    assert run_automl("report", copy.path).returncode == 0
+    page = copy.report_index.read_text()
+    section = page[page.index("<h2>Environment</h2>") :]
+    assert f"<td>{recorded['versions']['tensorflow']}</td>" in section
+    assert f"<td>{recorded['cpu']['model']}</td>" in section
+    assert "<th>resume 1</th><td>keras 9.0 (was 3.15)</td>" in section
+
+
 def test_recording_the_versions_imports_no_tensorflow(tmp_path):
     script = (
         "import sys\n"

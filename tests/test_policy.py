@@ -40,11 +40,13 @@ def policy(budget: float | None = 600.0, candidates=(CNN, RESNET, VIT), **kwargs
 
 def outcome(run, trial_id: str, score: float, *, per_image: float, fixed: float = 6.0, **kw):
     """What ``run`` would give: it trains for its seconds (or ``epochs`` epochs) at
-    ``per_image`` seconds per image, plus ``fixed`` seconds of start-up and saving."""
+    ``per_image`` seconds per image (its epoch limit at most), plus ``fixed`` seconds of
+    start-up and saving."""
     images = run.train_images or IMAGES
     epochs = kw.pop("epochs", None)
     if epochs is None:
-        epochs = max(1, int(run.seconds / (per_image * images))) if run.seconds else run.epochs
+        in_time = int(run.seconds / (per_image * images)) if run.seconds else run.epochs
+        epochs = max(1, min(run.epochs, in_time))
     train = epochs * per_image * images
     return Outcome(
         trial_id,
@@ -279,37 +281,60 @@ def test_on_small_data_the_final_trains_as_long_as_the_screen_that_chose_it():
 # --- small data: folds ----------------------------------------------------------------
 
 
-def fold_rung(scores: dict[Candidate, list[float]], **kwargs) -> tuple[Policy, list[Run]]:
+def fold_rung(
+    scores: dict[Candidate, list[float]], pace: float = 1e-5, **kwargs
+) -> tuple[Policy, list[Run]]:
     """A one-hour search of data split into 5 folds: the screen of ``scores``' candidates
-    (their first score), then the fold rung it plans, each fold run given its score."""
+    (their first score), then the fold rung it plans, each fold run given its score.
+    A candidate trains ``pace`` times its cost seconds per image."""
     p = policy(budget=3600, candidates=list(scores), folds=5, **kwargs)
     screen = drain(p, 3600)
     for n, run in enumerate(screen):
-        p.learn(outcome(run, f"s{n}", scores[run.candidate][0], per_image=run.candidate.cost / 1e5))
+        p.learn(
+            outcome(run, f"s{n}", scores[run.candidate][0], per_image=run.candidate.cost * pace)
+        )
     rung = drain(p, 3300)
     for n, run in enumerate(rung):
         score = scores[run.candidate][run.fold]
         p.learn(
             replace(
-                outcome(run, f"f{n}", score, per_image=run.candidate.cost / 1e5),
+                outcome(run, f"f{n}", score, per_image=run.candidate.cost * pace),
                 fold_of=run.fold_of,
             )
         )
     return p, rung
 
 
-def test_on_folds_the_best_screened_candidates_run_on_every_other_fold():
-    p, rung = fold_rung({CNN: [0.6] * 5, RESNET: [0.7] * 5, VIT: [0.5] * 5})
+def test_on_folds_the_screened_candidates_run_on_every_other_fold_in_the_time_left():
+    three = {CNN: [0.6] * 5, RESNET: [0.7] * 5, VIT: [0.5] * 5}
+    p, rung = fold_rung(three, pace=1e-7)
     screened = {o.trial_id: o for o in p.outcomes if o.stage == SCREEN}
-    # the best third, at least two, each on folds 1 to 4, one fold of both after another
+    # small data: the screens end at their epoch limit in seconds and the final needs
+    # little, so every candidate runs on folds 1 to 4, best first, one fold of every
+    # candidate after another
     assert {r.stage for r in rung} == {FOLDS}
-    assert [(screened[r.fold_of].candidate, r.fold) for r in rung[:2]] == [(RESNET, 1), (CNN, 1)]
-    assert sorted(r.fold for r in rung) == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert [(screened[r.fold_of].candidate, r.fold) for r in rung[:3]] == [
+        (RESNET, 1),
+        (CNN, 1),
+        (VIT, 1),
+    ]
+    assert sorted(r.fold for r in rung) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     # as long and on as many images as the screen: the same measurement on another fold
     screen = next(o for o in p.outcomes if o.stage == SCREEN)
     assert {r.seconds for r in rung} == {p._screen_seconds} and p._screen_seconds > 0
     assert {r.train_images for r in rung} == {screen.images_seen // screen.epochs_trained}
-    assert all(r.candidate.architecture != "vit" for r in rung)
+    # slower: the time the final run leaves measures the best two on every fold
+    p, rung = fold_rung(three, pace=5e-5)
+    assert sorted((r.candidate.architecture, r.fold) for r in rung) == [
+        (name, fold) for name in ("baseline_cnn", "resnet") for fold in range(1, 5)
+    ]
+    # ...on fewer folds, when the final run's need leaves less
+    p, rung = fold_rung(three, pace=1e-4)
+    assert sorted(r.fold for r in rung) == [1, 1, 2, 2]
+    # ...and on none, when the final run needs the time left
+    p, rung = fold_rung(three, pace=2e-4)
+    assert [r.stage for r in rung] == [FINAL]
+    assert "fold rung left out: the final run needs the time left" in p.notes
 
 
 def test_a_fold_mean_within_the_noise_goes_to_the_cheaper_candidate():
@@ -335,9 +360,10 @@ def test_without_folds_or_room_for_them_there_is_no_fold_rung():
     p = policy(budget=3600, folds=5, max_trials=6)
     assert len(drain(p, 3600)) == 3
     assert any("fold rung left out" in note for note in p.notes)
-    # a short budget measures fewer folds before it screens fewer candidates
+    # the fold rung is not planned in the screening share: a short budget screens as
+    # many candidates as without folds
     p = policy(budget=600, folds=5)
-    assert len(drain(p, 600)) == 2 and p._measured == 3
+    assert len(drain(p, 600)) == len(drain(policy(budget=600, folds=1), 600)) == 3
 
 
 def test_the_spread_is_the_fold_to_fold_deviation_and_ties_need_it():

@@ -116,6 +116,33 @@ def test_early_stopping_keeps_the_best_epoch_across_the_phases():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), learnt, strict=True))
 
 
+def test_a_lucky_epoch_is_not_kept_and_of_epochs_within_the_noise_the_latest_is():
+    import keras
+
+    from automl_core.training import recipe
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    stopper = recipe.early_stopping("val_accuracy", "max", patience=4, val_images=40)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    # a 40-image validation curve: a lucky 1.000 at epoch 3, a plateau, then a fall
+    curve = [0.75, 0.95, 0.75, 1.0, 0.75, 0.9, 0.925, 0.9, 0.925, 0.9, 0.6, 0.6, 0.6]
+    for epoch, accuracy in enumerate(curve):
+        model.set_weights([np.full_like(w, epoch) for w in model.get_weights()])
+        stopper.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    # judged by 3-epoch means, the best is epochs 6-8 (0.917); epoch 9 is within one
+    # standard error of it on 40 images, the fall is not
+    assert stopper.best_epoch == 9 and stopper.best == pytest.approx(0.9167, abs=1e-4)
+    assert stopper.model.stop_training and stopper.stopped_epoch == 12
+    stopper.on_train_end()
+    assert all((w == 9).all() for w in model.get_weights())
+    loss = recipe.early_stopping("val_loss", "min", patience=5, val_images=40)
+    loss.set_model(model)
+    for epoch, value in enumerate([0.5, 0.4, 0.3, 0.6, 0.6]):  # a loss: no noise allowed
+        loss.on_epoch_end(epoch, {"val_loss": value})
+    assert loss.best_epoch == 2
+
+
 def test_embedding_candidates_are_left_out_of_a_search_without_weights(keras_home, tmp_path, capfd):
     from automl_core.plugin.manager import load_plugins
 

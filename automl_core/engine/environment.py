@@ -54,30 +54,30 @@ def environment(run: SearchRun, precision: PrecisionChoice) -> dict:
 
 def record_start(run: SearchRun, precision: PrecisionChoice) -> None:
     """Write ``environment.json`` for a new search."""
-    facts = environment(run, precision)
-    write_json(run.run_dir.environment, {"schema": RUN_SCHEMA} | facts | {"resumes": []})
+    now = environment(run, precision)
+    write_json(run.run_dir.environment, {"schema": RUN_SCHEMA} | now | {"resumes": []})
 
 
 def record_resume(run: SearchRun, precision: PrecisionChoice) -> list[str]:
     """Append what a resumed search runs with to ``environment.json``; warn on stderr, and
     return, what differs from the search's start (``tensorflow 2.22.0 (was 2.21.0)``)."""
     path = run.run_dir.environment
-    recorded, facts = read_json(path), environment(run, precision)
-    changes = differences(recorded, facts)
+    recorded, now = read_json(path), environment(run, precision)
+    changes = differences(recorded, now)
     if changes:
         print(
             f"automl: warning: resumed with {'; '.join(changes)}: the trials before and "
             f"after may not be comparable ({path} keeps both)",
             file=sys.stderr,
         )
-    resumes = [*recorded.get("resumes", []), facts | {"changes": changes}]
+    resumes = [*recorded.get("resumes", []), now | {"changes": changes}]
     write_json(path, recorded | {"resumes": resumes})
     return changes
 
 
 def differences(before: dict, now: dict) -> list[str]:
     """Each fact of ``now`` that differs from ``before``, as ``name value (was value)``."""
-    old, new = _facts(before), _facts(now)
+    old, new = facts(before), facts(now)
     return [
         f"{name} {value} (was {old.get(name)})"
         for name, value in new.items()
@@ -85,8 +85,8 @@ def differences(before: dict, now: dict) -> list[str]:
     ]
 
 
-def _facts(environment: dict) -> dict[str, str]:
-    """The facts a resume is compared on, by name."""
+def facts(environment: dict) -> dict[str, str]:
+    """The facts a resume is compared on (and a report shows), by name."""
     return environment["versions"] | {
         "platform": environment["platform"],
         "CPU": environment["cpu"]["model"],

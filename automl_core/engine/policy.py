@@ -17,11 +17,13 @@ With a time budget it is successive halving measured in seconds, then one long r
    its fixed cost (process start, data, build and compile, evaluation, saving).
 2. **Second rung**: the best third (at least two) again, three times longer on three times
    the images, when that still fits in the screening share of the budget. On small data
-   (the split has folds, ``DatasetSplit.fold``) the **fold rung** instead: the best third
-   (at least two) screened again, as long and on as many images, on each other fold
-   (``FOLDS`` of them, fewer when the share is short). A candidate's score is then its
-   mean over the folds, and a mean within the noise of the best (one standard error of
-   the difference, ``engine.spread``) ties with it: the cheaper candidate wins.
+   (the split has folds, ``DatasetSplit.fold``) the **fold rung** instead, in the time
+   the final run will not need (small data trains fast) or what the screening share
+   has left: the best third (at least two) screened again, as long and on as many
+   images, on ``MIN_FOLDS`` folds and up to every fold, then more of the screened
+   candidates as the time allows. A candidate's score is then its mean over the folds,
+   and a mean within the noise of the best (one standard error of the difference,
+   ``engine.spread``) ties with it: the cheaper candidate wins.
 3. **Final**: the best candidate on all images, its learning-rate schedule planned to end
    at the deadline, at the largest size (``Sizes``: its registered ``sizes=`` and the
    training image size) that still trains ``FINAL_MIN_EPOCHS`` epochs in the time left
@@ -69,8 +71,8 @@ FINAL_MIN_EPOCHS = 10
 """A larger size of the final candidate is chosen only when this many epochs of it fit,
 and as many as it saw images in the run that made it the best (more on small data)."""
 MIN_FOLDS = 3
-"""The fewest folds the fold rung measures a candidate on (its screen included), before
-fewer candidates are screened to make room."""
+"""The fewest folds the fold rung measures a candidate on (its screen included); with
+less time than that takes, there is no fold rung."""
 CONTINUE_AT_LEAST = 5
 """Epochs that must fit in the time left for the best trial to be continued."""
 CEILING = 0.9999
@@ -198,9 +200,10 @@ class Policy:
         ]
 
     def _fit(self, pool: list[Candidate | None], share: float, least: float, fixed: float) -> None:
-        """Shrink the fold rung, then ``pool``, until each screened candidate gets ``least``
-        seconds of the screening ``share``: the folds down to ``MIN_FOLDS``, the candidates
-        down to two, then the fold rung is left out, then the candidates down to one."""
+        """Shrink the fold rung to the trial limit, then ``pool`` until each screened
+        candidate gets ``least`` seconds of the screening ``share``. The fold rung is not
+        planned in the share: on data small enough for folds the final run needs little,
+        and the rung takes the time it leaves (``_plan_folds``)."""
         self._measured = self.folds
         while self._measured > MIN_FOLDS and not self._trials_fit(len(pool)):
             self._measured -= 1
@@ -208,18 +211,12 @@ class Policy:
             self._measured = 1
             self.notes.append("fold rung left out: it does not fit in the trial limit")
         while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < least:
-            if self._measured > MIN_FOLDS:
-                self._measured -= 1
-            elif len(pool) > 2 or self._measured == 1:
-                dropped = pool.pop()
-                if dropped is not None:
-                    self.notes.append(
-                        f"{dropped.architecture}: not screened (the budget screens "
-                        f"{len(pool)} candidates)"
-                    )
-            else:
-                self._measured = 1
-                self.notes.append("fold rung left out: it does not fit in the screening share")
+            dropped = pool.pop()
+            if dropped is not None:
+                self.notes.append(
+                    f"{dropped.architecture}: not screened (the budget screens "
+                    f"{len(pool)} candidates)"
+                )
 
     def _screened(self, candidate: Candidate) -> Candidate:
         """``candidate`` at the sizes its architecture is screened at, where it fixes none."""
@@ -231,13 +228,12 @@ class Policy:
 
     def _rung_seconds(self, share: float, screened: int, fixed: float) -> float:
         """Training seconds for each of ``screened`` first-rung candidates, such that they
-        and the next rung fit in ``share`` with each trial's ``fixed`` cost: the fold
-        rung's trials as long as theirs, or (from four candidates up) the best third
-        given ``RUNG_GROWTH`` times as long."""
-        if self._measured > 1:
-            trials = screened + self._kept(screened) * (self._measured - 1)
-            return (share - trials * fixed) / trials
+        (and, without folds, the next rung) fit in ``share`` with each trial's ``fixed``
+        cost: from four candidates up the best third is given ``RUNG_GROWTH`` times as
+        long."""
         kept = math.ceil(screened / RUNG_GROWTH) if screened > RUNG_GROWTH else 0
+        if self.folds > 1:
+            kept = 0
         return (share - (screened + kept) * fixed) / (screened + RUNG_GROWTH * kept)
 
     @staticmethod
@@ -332,16 +328,29 @@ class Policy:
 
     def _plan_folds(self, remaining: float) -> bool:
         """The best screened candidates again on folds 1 to ``_measured - 1``, one fold
-        of every candidate after another (time running out leaves them even)."""
+        of every candidate after another (time running out leaves them even). Time the
+        final run will not need (small data trains fast) measures the kept candidates on
+        every fold, then more of the screened ones."""
         ranked = self._ranked((SCREEN,))
-        kept = ranked[: self._kept(len(ranked))]
-        if len(kept) < 2:
+        kept, folds, most = self._kept(len(ranked)), min(MIN_FOLDS, self._measured), self._measured
+        if kept < 2:
             return False
-        fixed = max(self.pace.fixed_seconds(o.candidate.architecture) for o in kept)
-        trials = len(kept) * (self._measured - 1)
-        if trials * (self._screen_seconds + fixed) > remaining - self._screen_end:
-            self.notes.append("fold rung left out: it does not fit in the screening share")
+        trials_left = math.inf if self.max_trials is None else self.max_trials - len(self.outcomes)
+
+        def fits(kept: int, folds: int) -> bool:  # and the final after them
+            final = max(self._final_need(o) for o in ranked[:kept])
+            room = max(remaining - self._screen_end, remaining - final)
+            seconds = (folds - 1) * sum(o.wall_seconds for o in ranked[:kept])
+            return seconds <= room and kept * (folds - 1) < trials_left
+
+        if not fits(kept, folds):
+            self.notes.append("fold rung left out: the final run needs the time left")
             return False
+        while folds < most and fits(kept, folds + 1):
+            folds += 1
+        while kept < len(ranked) and fits(kept + 1, folds):
+            kept += 1
+        self._measured = folds
         self._queue = [
             Run(
                 o.candidate,
@@ -352,10 +361,23 @@ class Policy:
                 fold=fold,
                 fold_of=o.trial_id,
             )
-            for fold in range(1, self._measured)
-            for o in kept
+            for fold in range(1, folds)
+            for o in ranked[:kept]
         ]
         return True
+
+    def _final_need(self, best: Outcome) -> float:
+        """What the final run of ``best``'s candidate and the refit after it take at most:
+        its largest sizes, the most epochs, twice (unmeasured: all the time)."""
+        candidate = best.candidate
+        epoch = self.pace.epoch_seconds(candidate.architecture, self.train_images)
+        if epoch is None:
+            return math.inf
+        largest = math.prod(
+            max(d.costs.values(), default=1.0) for d in self.sizes.get(candidate.architecture, ())
+        )
+        fixed = self.pace.fixed_seconds(candidate.architecture)
+        return 2 * (fixed + self._many() * epoch * max(1.0, largest))
 
     def _plan_continuation(self, remaining: float) -> bool:
         """Continue the last final (or continued) trial with the time left, once it

@@ -1,7 +1,7 @@
 """``RUN_DIR/report/index.html``: one static page, no server, no external assets.
 
 The leaderboard, every trial, the plots (inlined as base64 PNG, so the page can be
-mailed or attached as one file) and the winner's model card.
+mailed or attached as one file), the winner's model card and what the search ran with.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def write_html(report: RunReport, plots: dict[str, Path]) -> Path:
         if plots
         else "",
         _model_card(report.card, report.test),
+        _environment(report.environment),
     ]
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -195,6 +196,21 @@ def _model_card(card: dict | None, test: dict | None) -> str:
         + "<p>Use it: <code>automl predict RUN_DIR/winner photo.jpg</code>; "
         "the full card is <code>winner/model_card.md</code>.</p>"
     )
+
+
+def _environment(environment: dict | None) -> str:
+    """What the search ran with, and what each resume changed."""
+    if environment is None:
+        return ""
+    from automl_core.engine.environment import facts
+
+    rows = facts(environment) | {"run schema": environment.get("schema", "?")}
+    for number, resume in enumerate(environment.get("resumes", []), 1):
+        rows[f"resume {number}"] = "; ".join(resume["changes"]) or "nothing changed"
+    table = "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows.items()
+    )
+    return f"<h2>Environment</h2><table id='environment'>{table}</table>"
 
 
 def _recalls(evaluation: dict[str, dict]) -> str:

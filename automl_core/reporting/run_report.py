@@ -54,6 +54,8 @@ class RunReport:
     leaderboard: list[TrialResult]
     card: dict | None = None
     test: dict | None = None
+    environment: dict | None = None
+    """Its ``environment.json``: what the search ran with (``None``: not recorded)."""
     schema_mismatch: str | None = None
     """Why the run may be shown only in part: written under another run schema."""
 
@@ -99,6 +101,7 @@ class RunReport:
                 "trials": self.rows(),
                 "winner": self.card,
                 "test": self.test,
+                "environment": self.environment,
             },
             indent=2,
             default=str,
@@ -148,6 +151,7 @@ def _read(run_dir: RunDir, config: dict) -> RunReport:
         leaderboard=rank(trials, config.get("objective", "val_accuracy")),
         card=read_json(card) if card.is_file() else None,
         test=read_json(test) if test.is_file() else None,
+        environment=read_json(run_dir.environment) if run_dir.environment.is_file() else None,
     )
 
 

@@ -28,6 +28,8 @@ SCHEDULES = ("cosine", "onecycle")
 ONECYCLE_WARMUP = 0.3
 """One-cycle spends this share of the steps warming up from ``learning_rate / 25``."""
 NO_DECAY = ["bias", "gamma", "beta"]
+SMOOTHED_EPOCHS = 3
+"""Early stopping judges an epoch by its mean score over this many epochs, its own last."""
 """Variables (by name) weight decay leaves alone: biases and normalisation scales."""
 
 
@@ -165,15 +167,49 @@ class Planned:
         return Replan()
 
 
-def early_stopping(monitor: str, mode: str, patience: int):
+def early_stopping(monitor: str, mode: str, patience: int, val_images: int | None = None):
     """Keras early stopping that restores the best weights of the whole training: its
-    best epoch is kept from one ``fit`` (phase) to the next, its patience starts again."""
+    best epoch is kept from one ``fit`` (phase) to the next, its patience starts again.
+
+    An epoch is judged by the mean of its score and those of the ``SMOOTHED_EPOCHS - 1``
+    before it, and of the epochs whose mean is within the noise of the best (one
+    standard error of an accuracy on ``val_images`` images; a loss: equal only), the
+    latest is kept: it has trained the longest, at the lowest rate of a schedule planned
+    to end with the training. On 40 validation images, picking the single best epoch
+    kept a lucky 1.000 at epoch 4 of 60 (0.90-0.95 from epoch 6 on), and the winner
+    retrained for 4 epochs scored 0.825 on held-out photos where 60 epochs scored 0.87."""
     import keras
+
+    from automl_core.engine.spread import accuracy_noise
 
     class KeepBest(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             self.wait = self.stopped_epoch = 0
 
+        def on_epoch_end(self, epoch, logs=None):
+            value = self.get_monitor_value(logs)
+            if value is None:
+                return
+            if self.monitor_op is None:
+                self._set_monitor_op()
+            recent.append(value)
+            current = sum(recent[-SMOOTHED_EPOCHS:]) / len(recent[-SMOOTHED_EPOCHS:])
+            improved = self.best is None or self._is_improvement(current, self.best)
+            self.wait = 0 if improved else self.wait + 1
+            if improved:
+                self.best = current
+            if improved or abs(self.best - current) <= self.noise(self.best):
+                self.best_epoch, self.best_weights = epoch, self.model.get_weights()
+            if self.wait >= self.patience and epoch > 0:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+
+        def noise(self, best: float) -> float:
+            if mode != "max" or not val_images:
+                return 0.0
+            return accuracy_noise(best, val_images)
+
+    recent: list[float] = []
     stopper = KeepBest(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
     stopper.best, stopper.best_weights, stopper.best_epoch = None, None, 0
     return stopper

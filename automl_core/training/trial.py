@@ -303,7 +303,7 @@ def _train(spec, data, architecture, augmenter, control, result: TrialResult, pr
         inputs, plan.batch_size, seed=spec.seed, augment=augment, class_weights=spec.class_weights
     )
     stopper = recipe.early_stopping(
-        logged(spec.objective), OBJECTIVES[spec.objective], spec.patience
+        logged(spec.objective), OBJECTIVES[spec.objective], spec.patience, len(data.y_val)
     )
     callbacks = [keras.callbacks.TerminateOnNaN(), stopper, control]
     start = time.perf_counter()
