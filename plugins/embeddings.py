@@ -5,7 +5,8 @@
 augmentation: its features never change, so each image's are computed once and cached,
 and the head trains on them in seconds (``automl_core.training.features``). On a CPU it
 is often the best model a short budget buys, and its score says which backbone is worth
-fine-tuning. It declares its backbone's weights files and ``requires_weights``: a search
+fine-tuning (``guides=``: of the backbones with weights, a search screens the one whose
+embedding scored best). It declares its backbone's weights files and ``requires_weights``: a search
 fetches them before its clock starts and leaves the candidate out when none is there
 (offline, no cached file), since random features are worth nothing. It is offered at the
 sizes whose file is cached (all of them when none is yet). It comes first in a search's
@@ -46,6 +47,7 @@ def register_architectures(register):
             augmenter="none",
             weights=weights_files(name),
             requires_weights=True,
+            guides=name,
         )
 
 

@@ -382,3 +382,17 @@ def test_the_spread_is_the_fold_to_fold_deviation_and_ties_need_it():
     noisy = ("cheap", Scores((0.6, 0.8, 0.7))), ("dear", Scores((0.61, 0.81, 0.71)))
     ranked = rank_within_noise(list(noisy)[::-1], lambda c: c[1], lambda c: by_cost[c[0]])
     assert [name for name, _ in ranked] == ["cheap", "dear"]
+
+
+def test_of_the_guided_candidates_the_one_whose_guide_scored_best_is_screened():
+    embeddings = [Candidate(f"{name}_embedding", "none", cost=1) for name in "ab"]
+    backbones = [Candidate(n, "basic", cost=40, guide=f"{n}_embedding") for n in "ab"]
+    p = policy(budget=3600, candidates=[*embeddings, *backbones, CNN])
+    scores = {"a_embedding": 0.6, "b_embedding": 0.8, "baseline_cnn": 0.5, "a": 0.7, "b": 0.9}
+    screened = []
+    while (run := p.next(3600)) is not None and run.stage == SCREEN:
+        screened.append(run.candidate.architecture)
+        p.learn(outcome(run, str(len(screened)), scores[screened[-1]], per_image=1e-5))
+    # one slot for both backbones, right after the embeddings: b's embedding scored best
+    assert screened == ["a_embedding", "b_embedding", "b", "baseline_cnn"]
+    assert "a: not screened (b_embedding scored better than a_embedding)" in p.notes

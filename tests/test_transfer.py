@@ -148,6 +148,7 @@ def test_embedding_candidates_are_left_out_of_a_search_without_weights(keras_hom
 
     info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
     assert info["requires_weights"] and info["augmenter"] == "none"
+    assert info["guides"] == "mobilenet_v2"  # its score picks the backbone to screen
     assert len(info["sizes"]["image_size"]) == 5  # none cached yet: a fetch would bring all
     folder = make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=6)
     run = quick_search(

@@ -284,6 +284,19 @@ def test_an_offline_search_warns_once_per_backbone_and_trains_from_random_init(
     assert trained_weights(run) == "none"
 
 
+def test_a_budgeted_search_on_small_data_does_not_screen_a_backbone_without_weights(tmp_path):
+    folder = make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=6)
+    run = tmp_path / "run"
+    flags = ["--architectures", "baseline_cnn,mobilenet_v2", "--augmenters", "none"]
+    flags += ["--time-budget", "30s", "--epochs", "1", "--precision", "float32", "-q"]
+    out = run_automl("search", folder, "--out", run, "--offline", *flags)
+    assert out.returncode == 0, out.stderr
+    notes = json.loads((run / "state.json").read_text())["notes"]
+    assert "mobilenet_v2: not screened (no pretrained weights)" in notes
+    board = json.loads((run / "leaderboard.json").read_text())
+    assert board and {trial["architecture"] for trial in board} == {"baseline_cnn"}
+
+
 def test_two_searches_starting_together_download_each_file_once(server, tmp_path, random_weights):
     for name in MNV2:  # no-top weights fit every input size
         shutil.copy(random_weights.mnv2, server.root / name)

@@ -21,12 +21,15 @@ dominate on a CPU)."""
 class Candidate:
     """What a trial trains: an architecture, an augmenter and fixed hyperparameter values
     (empty for its defaults). ``cost`` is the architecture's registered relative training
-    time, the prior used before its pace is measured."""
+    time, the prior used before its pace is measured; ``guide``, see below."""
 
     architecture: str
     augmenter: str
     values: tuple[tuple[str, Any], ...] = ()
     cost: float | None = None
+    guide: str | None = None
+    """The architecture whose screening score says whether this one is worth screening
+    (a pretrained backbone's embedding candidate, ``guides=`` in its registration)."""
 
     @property
     def key(self) -> tuple:

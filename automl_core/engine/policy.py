@@ -11,10 +11,13 @@ With a time budget it is successive halving measured in seconds, then one long r
 
 1. **Screening**: each candidate (every architecture at its defaults, with its own
    augmenter, topped up with tuner picks to at least ``MIN_SCREENED``) trains for the same
-   few seconds on a slice of the training images. Equal seconds, not equal epochs: what
-   is being ranked is what each candidate makes of the time it will get. These short runs
-   are the probes too: each measures its candidate's steady seconds per image apart from
-   its fixed cost (process start, data, build and compile, evaluation, saving).
+   few seconds on a slice of the training images. Guided candidates (pretrained
+   backbones, guided by their embedding candidates: ``Candidate.guide``) share one slot,
+   right after their guides: the backbone whose embedding scored best is screened.
+   Equal seconds, not equal epochs: what is being ranked is what each candidate makes
+   of the time it will get. These short runs are the probes too: each measures its
+   candidate's steady seconds per image apart from its fixed cost (process start, data,
+   build and compile, evaluation, saving).
 2. **Second rung**: the best third (at least two) again, three times longer on three times
    the images, when that still fits in the screening share of the budget. On small data
    (the split has folds, ``DatasetSplit.fold``) the **fold rung** instead, in the time
@@ -155,7 +158,7 @@ class Policy:
             self._plan_screening(remaining)
         while True:
             if self._queue:
-                run = self._queue.pop(0)
+                run = self._steer(self._queue.pop(0))
                 if self.fits(run, remaining):
                     return run
                 continue
@@ -183,7 +186,12 @@ class Policy:
         share = SCREEN_SHARE * remaining
         least = max(MIN_SCREEN_SECONDS, MIN_SCREEN_SHARE * remaining)
         self._screen_end = remaining - share
-        pool: list[Candidate | None] = list(self.candidates)
+        pool: list[Candidate | None] = [c for c in self.candidates if not c.guide]
+        guided = [c for c in self.candidates if c.guide]
+        if guided:  # one slot, right after their guides: the best guide's (``_steer``)
+            guides = {c.guide for c in guided}
+            after = (i + 1 for i, c in enumerate(pool) if c and c.architecture in guides)
+            pool.insert(max(after, default=0), guided[0])
         if self.tuner:
             pool += [None] * max(0, MIN_SCREENED - len(pool))
         fixed = self.pace.fixed_seconds("")
@@ -217,6 +225,24 @@ class Policy:
                     f"{dropped.architecture}: not screened (the budget screens "
                     f"{len(pool)} candidates)"
                 )
+
+    def _steer(self, run: Run) -> Run:
+        """A screen of a guided candidate screens the one whose guide scored best (one
+        slot for them all: the embedding's score says which backbone is worth it)."""
+        if run.stage != SCREEN or run.candidate is None or not run.candidate.guide:
+            return run
+        scores = {o.candidate.architecture: o.score for o in self.outcomes if o.completed}
+        guided = [c for c in self.candidates if c.guide in scores]
+        if not guided:  # no guide measured yet (several slots at once): as planned
+            return run
+        best = max(guided, key=lambda c: scores[c.guide])
+        for other in guided:
+            if other is not best:
+                self.notes.append(
+                    f"{other.architecture}: not screened ({best.guide} scored better "
+                    f"than {other.guide})"
+                )
+        return replace(run, candidate=self._screened(best))
 
     def _screened(self, candidate: Candidate) -> Candidate:
         """``candidate`` at the sizes its architecture is screened at, where it fixes none."""
@@ -367,17 +393,14 @@ class Policy:
         return True
 
     def _final_need(self, best: Outcome) -> float:
-        """What the final run of ``best``'s candidate and the refit after it take at most:
-        its largest sizes, the most epochs, twice (unmeasured: all the time)."""
-        candidate = best.candidate
-        epoch = self.pace.epoch_seconds(candidate.architecture, self.train_images)
+        """What the final run of ``best``'s candidate and the refit after it take at most
+        at the sizes it was judged at: the most epochs, twice (unmeasured: all the time).
+        Larger sizes are for time left over."""
+        epoch = self.epoch_seconds(best.candidate, self.train_images)
         if epoch is None:
             return math.inf
-        largest = math.prod(
-            max(d.costs.values(), default=1.0) for d in self.sizes.get(candidate.architecture, ())
-        )
-        fixed = self.pace.fixed_seconds(candidate.architecture)
-        return 2 * (fixed + self._many() * epoch * max(1.0, largest))
+        fixed = self.pace.fixed_seconds(best.candidate.architecture)
+        return 2 * (fixed + self._many() * epoch)
 
     def _plan_continuation(self, remaining: float) -> bool:
         """Continue the last final (or continued) trial with the time left, once it

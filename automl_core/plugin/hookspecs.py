@@ -90,7 +90,9 @@ def register_architectures(register: Register) -> None:
     ``automl_core.training.weights``) names the pretrained files the factory loads from
     Keras's cache by default: a search fetches the missing ones before its clock starts
     (unless ``--offline``), and ``automl weights`` lists, fetches and imports them;
-    ``requires_weights=True``: without any of those files the search leaves it out. A
+    ``requires_weights=True``: without any of those files the search leaves it out.
+    ``guides="name"``: this candidate's screening score says whether architecture
+    ``name`` is worth screening (of those it guides, the best guide's is). A
     layer named ``features`` marks the end of a frozen part whose outputs may be computed
     once and cached (``automl_core.training.features``).
     """
