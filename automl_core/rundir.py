@@ -73,6 +73,17 @@ RUN_SCHEMA = 1
 under another one is reported as far as it can be read, and never resumed."""
 
 
+def environment_facts(record: dict) -> dict[str, str]:
+    """An ``environment.json`` record's facts by name: what a resume is compared on and
+    a report shows."""
+    return record["versions"] | {
+        "platform": record["platform"],
+        "CPU": record["cpu"]["model"],
+        "GPUs": ", ".join(record["gpus"]) or "none",
+        "precision": record["precision"],
+    }
+
+
 LABELS = "labels.json"
 """Class names in output order, beside the winner and every model exported from it."""
 INPUT = "input.json"

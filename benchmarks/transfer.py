@@ -8,9 +8,9 @@ each, upscaled to 96-128 px, and 500 more each held out. Then, side by side on i
 
 (a) `automl search --time-budget B --offline` with no weights: every candidate trains from
     scratch;
-(b) the same search with the weights in place: the pretrained backbones and the
+(b) the same search with the weights in place: the pretrained ``mobilenet_v2`` and the
     ``mobilenet_v2_embedding`` candidate join (``--offline`` too: nothing is downloaded,
-    the other backbones' files are missing and they train from scratch);
+    and the other backbones, without their files, are not screened on this few images);
 (c) ``mobilenet_v2_embedding`` alone, one trial (features computed once, head trained).
 
 Prints the CPU, whether it has AMX, the pretraining's own figures, then each run's
@@ -50,6 +50,10 @@ def main() -> None:
     parser.add_argument("--pretrain-images", type=int, default=1000, help="per class")
     parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument(
+        "--pretrain-size", type=int, default=SIZE, help="side the backbone is pretrained at"
+    )
+    parser.add_argument("--pretrain-precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
         "--prepare-only", action="store_true", help="make the folders and the weights, then stop"
     )
     args = parser.parse_args()
@@ -61,7 +65,8 @@ def main() -> None:
     search_dir, holdout_dir = make_folder(cifar_search, cifar_holdout, work / "photos")
     keras_home, no_weights = work / "keras-home", work / "keras-home-empty"
     (no_weights / "models").mkdir(parents=True, exist_ok=True)
-    pretraining = (args.pretrain_images, args.pretrain_epochs)
+    pretraining = (args.pretrain_images, args.pretrain_epochs, args.pretrain_size)
+    pretraining += (args.pretrain_precision,)
     with_keras_home(keras_home, pretrain, cifar_search, cifar_holdout, *pretraining)
     if args.prepare_only:
         return
@@ -103,9 +108,12 @@ def make_folder(cifar_search: Path, cifar_holdout: Path, root: Path) -> tuple[Pa
     return search_dir, holdout_dir
 
 
-def pretrain(search: Path, holdout: Path, per_class: int, epochs: int) -> None:
-    """Train the backbone with a classifier on the other eight classes, at ``SIZE``, and
-    save it as its weights file in Keras's cache (once: an existing file is kept)."""
+def pretrain(
+    search: Path, holdout: Path, per_class: int, epochs: int, size: int, precision: str
+) -> None:
+    """Train the backbone with a classifier on the other eight classes, at ``size`` (its
+    weights fit any input side) in ``precision``, and save it as its ``SIZE`` weights file
+    in Keras's cache (once: an existing file is kept)."""
     from automl_plugins.backbones import imagenet_file
 
     target = imagenet_file(BACKBONE, SIZE)
@@ -121,12 +129,15 @@ def pretrain(search: Path, holdout: Path, per_class: int, epochs: int) -> None:
     x, y = load(search, others, per_class)
     x_test, y_test = load(holdout, others, 200)
     keras.utils.set_random_seed(0)
-    base = backbone_model(BACKBONE, SIZE)
+    if precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    base = backbone_model(BACKBONE, size)
     inputs = keras.Input(x.shape[1:])
-    h = keras.layers.Resizing(SIZE, SIZE)(inputs)
+    h = keras.layers.Resizing(size, size)(inputs)
     h = keras.layers.Rescaling(1 / 127.5, offset=-1)(h)  # the backbone's own preprocessing
     h = keras.layers.GlobalAveragePooling2D()(base(h))
-    outputs = keras.layers.Dense(len(others), activation="softmax")(keras.layers.Dropout(0.2)(h))
+    classify = keras.layers.Dense(len(others), activation="softmax", dtype="float32")
+    outputs = classify(keras.layers.Dropout(0.2)(h))
     model = keras.Model(inputs, outputs)
     steps = epochs * -(-len(x) // 64)
     model.compile(
@@ -143,8 +154,9 @@ def pretrain(search: Path, holdout: Path, per_class: int, epochs: int) -> None:
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test.astype("float32"), y_test, verbose=0)
     print(
-        f"pretrained {BACKBONE} at {SIZE} px on {len(x)} images of {len(others)} classes, "
-        f"{epochs} epochs in {seconds:.0f} s: held-out accuracy {accuracy:.4f} "
+        f"pretrained {BACKBONE} at {size} px in {precision} on {len(x)} images of "
+        f"{len(others)} classes, {epochs} epochs in {seconds:.0f} s: held-out accuracy "
+        f"{accuracy:.4f} "
         f"({len(x_test)} images)"
     )
     target.parent.mkdir(parents=True, exist_ok=True)

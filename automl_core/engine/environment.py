@@ -17,7 +17,7 @@ import time
 from automl_core import __version__
 from automl_core.engine.run import SearchRun
 from automl_core.execution.devices import gpu_names, plan_slots
-from automl_core.rundir import RUN_SCHEMA, read_json, write_json
+from automl_core.rundir import RUN_SCHEMA, environment_facts, read_json, write_json
 from automl_core.training.precision import (
     PrecisionChoice,
     cpu_has_bfloat16_matrix_units,
@@ -77,19 +77,9 @@ def record_resume(run: SearchRun, precision: PrecisionChoice) -> list[str]:
 
 def differences(before: dict, now: dict) -> list[str]:
     """Each fact of ``now`` that differs from ``before``, as ``name value (was value)``."""
-    old, new = facts(before), facts(now)
+    old, new = environment_facts(before), environment_facts(now)
     return [
         f"{name} {value} (was {old.get(name)})"
         for name, value in new.items()
         if value != old.get(name)
     ]
-
-
-def facts(environment: dict) -> dict[str, str]:
-    """The facts a resume is compared on (and a report shows), by name."""
-    return environment["versions"] | {
-        "platform": environment["platform"],
-        "CPU": environment["cpu"]["model"],
-        "GPUs": ", ".join(environment["gpus"]) or "none",
-        "precision": environment["precision"],
-    }

@@ -93,12 +93,3 @@ def rank_within_noise(
         ranked.append(chosen)
         left = [item for item in left if item is not chosen]
     return ranked
-
-
-def accuracy_noise(accuracy: float, images: int) -> float:
-    """The standard error of an accuracy measured on ``images`` images, its estimate
-    smoothed as Agresti and Coull's "plus four" interval does, so that a perfect score
-    on a few dozen images has noise too: 1.0 on 40 images is 0.033 (one image in 40 is
-    noise), 0.85 on 5,000 is 0.005."""
-    smoothed = (accuracy * images + 2) / (images + 4)
-    return math.sqrt(smoothed * (1 - smoothed) / images)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from automl_core.reporting.live import duration, format_hyperparameters
 from automl_core.reporting.run_report import UNFINISHED
 from automl_core.results.model_card import SCORES, percent
-from automl_core.rundir import atomic_target
+from automl_core.rundir import atomic_target, environment_facts
 from automl_core.training.trial import COMPLETED, RUNNING, STOPPED
 
 if TYPE_CHECKING:
@@ -202,9 +202,7 @@ def _environment(environment: dict | None) -> str:
     """What the search ran with, and what each resume changed."""
     if environment is None:
         return ""
-    from automl_core.engine.environment import facts
-
-    rows = facts(environment) | {"run schema": environment.get("schema", "?")}
+    rows = environment_facts(environment) | {"run schema": environment.get("schema", "?")}
     for number, resume in enumerate(environment.get("resumes", []), 1):
         rows[f"resume {number}"] = "; ".join(resume["changes"]) or "nothing changed"
     table = "".join(
