@@ -370,7 +370,13 @@ class Policy:
             return seconds <= room and kept * (folds - 1) < trials_left
 
         if not fits(kept, folds):
-            self.notes.append("fold rung left out: the final run needs the time left")
+            limited = kept * (folds - 1) >= trials_left
+            why = (
+                "it does not fit in the trial limit"
+                if limited
+                else "the final run needs the time left"
+            )
+            self.notes.append(f"fold rung left out: {why}")
             return False
         while folds < most and fits(kept, folds + 1):
             folds += 1
