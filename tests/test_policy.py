@@ -71,6 +71,12 @@ def drain(p: Policy, remaining: float) -> list:
     return runs
 
 
+def test_the_leaderboard_knows_the_screening_stages():
+    from automl_core.engine.run import SCREENING
+
+    assert SCREENING == (SCREEN, SECOND)
+
+
 def test_policy_imports_neither_tensorflow_nor_keras_tuner():
     code = (
         "import sys, automl_core.engine.policy; "

@@ -53,6 +53,20 @@ def result(trial_id: str, score: float, seconds: float, fold: int = 0, of=None) 
     )  # fmt: skip
 
 
+def test_a_screen_on_one_fold_ranks_after_the_candidates_measured_on_several():
+    trials = [result("lucky", 0.95, 1.0), result("a", 0.85, 10.0)]
+    trials += [result(f"a{f}", s, 10.0, f, "a") for f, s in ((1, 0.80), (2, 0.84))]
+    trials += [result("final", 0.82, 60.0)]
+    for trial in trials:
+        trial.stage = "final" if trial.trial_id == "final" else "screen"
+    assert [r.trial_id for r in rank(trials, "val_accuracy")] == ["a", "final", "lucky"]
+    # with no candidate measured on several folds, every trial is ranked by its score
+    assert [r.trial_id for r in rank(trials[:1] + trials[-1:], "val_accuracy")] == [
+        "lucky",
+        "final",
+    ]
+
+
 def test_the_leaderboard_ranks_candidates_by_their_fold_mean_and_records_the_spread():
     trials = [result("a", 0.80, 10.0), result("b", 0.74, 5.0)]
     trials += [result(f"a{f}", s, 10.0, f, "a") for f, s in ((1, 0.70), (2, 0.72))]

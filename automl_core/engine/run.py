@@ -60,11 +60,18 @@ def auto_batch_size(train_images: int) -> int:
     return size
 
 
+SCREENING = ("screen", "second")
+"""The policy's screening stages (``engine.policy.SCREEN``, ``SECOND``; the policy sits
+above this module)."""
+
+
 def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     """Completed trials, best first; ties (within the noise, where candidates were
     validated on several folds) go to the cheaper model (seconds per training image). A
     trial on another fold is not ranked itself: its score joins its candidate's
-    (``TrialResult.folds``, filled in)."""
+    (``TrialResult.folds``, filled in). Once some were measured on several folds, a
+    screen measured on one only ranks after them and the final runs: on 40 validation
+    images its score is mostly luck."""
     sign = 1 if OBJECTIVES[objective] == "max" else -1
     done = [r for r in results if r.status == COMPLETED]
     scores = fold_scores(
@@ -74,6 +81,13 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     for result in ranked:
         own = scores[result.trial_id].values  # recorded in the objective's own terms
         result.folds = Scores(tuple(sign * v for v in own)).summary() if len(own) > 1 else None
+    if any(r.folds for r in ranked):  # a screen on one fold is not comparable with them
+        unmeasured = [r for r in ranked if not r.folds and r.stage in SCREENING]
+        measured = [r for r in ranked if r not in unmeasured]
+        return [
+            *rank_within_noise(measured, lambda r: scores[r.trial_id], _cost),
+            *rank_within_noise(unmeasured, lambda r: scores[r.trial_id], _cost),
+        ]
     return rank_within_noise(ranked, lambda r: scores[r.trial_id], _cost)
 
 
