@@ -1,4 +1,4 @@
-"""What a budgeted search tries first, and at which sizes: the warm-start candidates
+"""What a search tries first, and at which sizes: the warm-start candidates
 (each architecture at its defaults, with its recipe's augmenter, guided where it is
 registered as guided) and the sizes its final run may choose from."""
 
@@ -12,6 +12,7 @@ from automl_core.engine.pace import Candidate, Sizes
 from automl_core.engine.run import SearchRun
 from automl_core.training import input_size
 from automl_core.training.space import ARCHITECTURE
+from automl_core.training.weights import any_cached
 
 
 def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[Candidate]:
@@ -54,7 +55,7 @@ def from_scratch_on_small_data(
 
     def missing(candidate: Candidate) -> bool:
         files = registry.get(candidate.architecture).info.get("weights", ())
-        return bool(files) and not any(file.path.is_file() for file in files)
+        return bool(files) and not any_cached(files)
 
     return [c for c in candidates if not missing(c)], [c for c in candidates if missing(c)]
 

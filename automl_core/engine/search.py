@@ -31,7 +31,7 @@ from automl_core.rundir import RunDir, read_json, write_json
 from automl_core.training.balance import class_weights, weights_note
 from automl_core.training.precision import PrecisionChoice, resolve_precision
 from automl_core.training.trial import OBJECTIVES, TrialResult
-from automl_core.training.weights import fetch_for_search, is_offline, mirror_url
+from automl_core.training.weights import any_cached, fetch_for_search, is_offline, mirror_url
 
 __all__ = ["SearchRun", "rank", "resume", "search"]
 
@@ -139,9 +139,7 @@ def _with_weights(plugins: Plugins, architectures: list[str]) -> list[str]:
 
     def usable(name: str) -> bool:
         info = registry.get(name).info
-        return not info.get("requires_weights") or any(
-            file.path.is_file() for file in info.get("weights", ())
-        )
+        return not info.get("requires_weights") or any_cached(info.get("weights", ()))
 
     return [name for name in architectures if usable(name)]
 

@@ -72,6 +72,11 @@ def models_dir() -> Path:
     return keras_home() / "models"
 
 
+def any_cached(files: tuple[WeightsFile, ...]) -> bool:
+    """Whether any of an architecture's declared ``weights=`` files is in the cache."""
+    return any(file.path.is_file() for file in files)
+
+
 def is_offline(setting: bool | None) -> bool:
     """The ``offline`` setting, else the ``AUTOML_OFFLINE`` environment variable."""
     if setting is not None:
