@@ -69,9 +69,11 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     """Completed trials, best first; ties (within the noise, where candidates were
     validated on several folds) go to the cheaper model (seconds per training image). A
     trial on another fold is not ranked itself: its score joins its candidate's
-    (``TrialResult.folds``, filled in). Once some were measured on several folds, a
-    screen measured on one only ranks after them and the final runs: on 40 validation
-    images its score is mostly luck."""
+    (``TrialResult.folds``, filled in). Once some were measured on several folds, the
+    final runs (the candidate those folds chose, at its final size, refit on every image)
+    rank first by their one score, then the candidates by fold mean, then the screens
+    measured on one fold only: on 40 validation images one score is mostly luck, and a
+    final's must not hand the win back to a screen of its own candidate."""
     sign = 1 if OBJECTIVES[objective] == "max" else -1
     done = [r for r in results if r.status == COMPLETED]
     scores = fold_scores(
@@ -81,14 +83,16 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     for result in ranked:
         own = scores[result.trial_id].values  # recorded in the objective's own terms
         result.folds = Scores(tuple(sign * v for v in own)).summary() if len(own) > 1 else None
-    if any(r.folds for r in ranked):  # a screen on one fold is not comparable with them
-        unmeasured = [r for r in ranked if not r.folds and r.stage in SCREENING]
-        measured = [r for r in ranked if r not in unmeasured]
-        return [
-            *rank_within_noise(measured, lambda r: scores[r.trial_id], _cost),
-            *rank_within_noise(unmeasured, lambda r: scores[r.trial_id], _cost),
-        ]
-    return rank_within_noise(ranked, lambda r: scores[r.trial_id], _cost)
+    if not any(r.folds for r in ranked):
+        return rank_within_noise(ranked, lambda r: scores[r.trial_id], _cost)
+    finals = [r for r in ranked if r.stage not in SCREENING]
+    measured = [r for r in ranked if r.stage in SCREENING and r.folds]
+    unmeasured = [r for r in ranked if r.stage in SCREENING and not r.folds]
+    return [
+        result
+        for group in (finals, measured, unmeasured)
+        for result in rank_within_noise(group, lambda r: scores[r.trial_id], _cost)
+    ]
 
 
 def _cost(result: TrialResult) -> tuple[float, float]:
