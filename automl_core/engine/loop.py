@@ -196,6 +196,7 @@ class SearchLoop:
             class_weights=self.run.class_weights,
             fold=run.fold,
             fold_of=run.fold_of,
+            final_of=run.final_of,
         )
 
     def _image_sizes(self, architecture: str) -> list[int] | None:
@@ -219,6 +220,7 @@ class SearchLoop:
             spec.train_images,
             fold=spec.fold,
             fold_of=spec.fold_of,
+            final_of=spec.final_of,
         )
 
     def _candidate(self, values: dict) -> Candidate:
@@ -264,6 +266,7 @@ class SearchLoop:
             epochs_planned=(run.epochs if run is not None else trained),
             images_seen=trained * result.train_images,
             fold_of=result.fold_of,
+            final_of=result.final_of,
         )
 
     def refit(self) -> TrialResult | None:

@@ -62,6 +62,8 @@ class Outcome:
     """Training images over all its epochs."""
     fold_of: str | None = None
     """The trial whose candidate this one measured on another fold (``Run.fold_of``)."""
+    final_of: str | None = None
+    """The screened trial whose candidate this one trained at its final size."""
 
     @property
     def fixed_seconds(self) -> float:

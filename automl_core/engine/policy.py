@@ -103,6 +103,9 @@ class Run:
     """The fold it validates on (``DatasetSplit.fold``)."""
     fold_of: str | None = None
     """The screened trial whose candidate it measures on ``fold``."""
+    final_of: str | None = None
+    """The screened trial whose candidate it trains at its final size (a final or
+    continued run)."""
 
 
 @dataclass
@@ -290,7 +293,7 @@ class Policy:
                 # 10 fit) ranked below its 38-epoch screen at 64 pixels (0.662, 0.688)
                 epochs = max(FINAL_MIN_EPOCHS, math.ceil(best.images_seen / self.train_images))
                 sized = self._sized(best.candidate, remaining, epochs)
-                self._queue = [Run(sized, FINAL, self._many())]
+                self._queue = [Run(sized, FINAL, self._many(), final_of=best.trial_id)]
                 return True
             if not self.outcomes and (self.candidates or self.tuner):
                 first = self.candidates[0] if self.candidates else None  # None: the tuner's
@@ -429,7 +432,15 @@ class Policy:
         )
         if needed > remaining:
             return False
-        self._queue = [Run(last.candidate, CONTINUE, self.epochs, continue_from=last.trial_id)]
+        self._queue = [
+            Run(
+                last.candidate,
+                CONTINUE,
+                self.epochs,
+                continue_from=last.trial_id,
+                final_of=last.final_of,
+            )
+        ]
         return True
 
     def retry(self, run: Run) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from automl_core.data.dataset import DatasetSplit
 from automl_core.engine.settings import SearchConfig
-from automl_core.engine.spread import Scores, fold_scores, rank_within_noise
+from automl_core.engine.spread import Scores, fold_scores, pooled_spread, rank_within_noise
 from automl_core.plugin.manager import Plugins
 from automl_core.rundir import RunDir, write_json
 from automl_core.training.trial import COMPLETED, OBJECTIVES, TrialResult
@@ -70,10 +70,12 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
     validated on several folds) go to the cheaper model (seconds per training image). A
     trial on another fold is not ranked itself: its score joins its candidate's
     (``TrialResult.folds``, filled in). Once some were measured on several folds, the
-    final runs (the candidate those folds chose, at its final size, refit on every image)
-    rank first by their one score, then the candidates by fold mean, then the screens
-    measured on one fold only: on 40 validation images one score is mostly luck, and a
-    final's must not hand the win back to a screen of its own candidate."""
+    final runs (the candidate those folds chose, at its final size) rank first by their
+    one score on fold 0, then the candidates by fold mean, then the rest: screens measured
+    on one fold only, and finals below their own candidate's screen on fold 0 by more than
+    the noise. On 40 validation images one score is mostly luck: it must not hand the win
+    back to a screen of the final's own candidate, but a final that clearly lost to it
+    (a size its weights do not suit) does not win."""
     sign = 1 if OBJECTIVES[objective] == "max" else -1
     done = [r for r in results if r.status == COMPLETED]
     scores = fold_scores(
@@ -85,12 +87,18 @@ def rank(results: list[TrialResult], objective: str) -> list[TrialResult]:
         result.folds = Scores(tuple(sign * v for v in own)).summary() if len(own) > 1 else None
     if not any(r.folds for r in ranked):
         return rank_within_noise(ranked, lambda r: scores[r.trial_id], _cost)
-    finals = [r for r in ranked if r.stage not in SCREENING]
+    difference = math.sqrt(2) * pooled_spread([scores[r.trial_id] for r in ranked])
+
+    def holds(final: TrialResult) -> bool:
+        screen = scores.get(final.final_of or "")
+        return screen is None or scores[final.trial_id].mean >= screen.values[0] - difference
+
+    finals = [r for r in ranked if r.stage not in SCREENING and holds(r)]
     measured = [r for r in ranked if r.stage in SCREENING and r.folds]
-    unmeasured = [r for r in ranked if r.stage in SCREENING and not r.folds]
+    rest = [r for r in ranked if r not in finals and r not in measured]
     return [
         result
-        for group in (finals, measured, unmeasured)
+        for group in (finals, measured, rest)
         for result in rank_within_noise(group, lambda r: scores[r.trial_id], _cost)
     ]
 

@@ -84,6 +84,8 @@ class TrialSpec:
     """The fold it validates on (``DatasetSplit.fold``), training on the others."""
     fold_of: str | None = None
     """The trial (on fold 0) whose candidate this one measures on another fold."""
+    final_of: str | None = None
+    """The screened trial whose candidate this one trains at its final size."""
 
     def save(self) -> None:
         write_json(TrialDir(self.trial_dir).spec, asdict(self))
@@ -134,6 +136,7 @@ class TrialResult:
     """Steady seconds per validation pass (the first one, traced, left out if others ran)."""
     fold: int = 0
     fold_of: str | None = None
+    final_of: str | None = None
     folds: dict[str, Any] | None = None
     """Filled in by the leaderboard (``engine.run.rank``) for a trial whose candidate was
     validated on several folds: ``{"scores": [...], "mean": ..., "spread": ...}``."""
@@ -176,7 +179,7 @@ def run_trial(
     result.device = spec.device
     result.initial_epoch = spec.initial_epoch
     result.stage = spec.stage
-    result.fold, result.fold_of = spec.fold, spec.fold_of
+    result.fold, result.fold_of, result.final_of = spec.fold, spec.fold_of, spec.final_of
     data = data.fold(spec.fold)
     if spec.train_on_all:
         data = data.with_validation_in_training()
