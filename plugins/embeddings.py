@@ -10,7 +10,10 @@ embedding scored best). It declares its backbone's weights files and ``requires_
 fetches them before its clock starts and leaves the candidate out when none is there
 (offline, no cached file), since random features are worth nothing. It is offered at the
 sizes whose file is cached (all of them when none is yet). It comes first in a search's
-warm start, whatever the image size.
+warm start, whatever the image size, screened at the smallest, middle and largest of
+those sizes (``variants=``): a frozen backbone's features differ at each input side, and
+which side suits its weights (those they were trained at, or near) is measured, not
+assumed; the final run keeps the side chosen.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from automl_plugins.backbones import (
     IMAGE_SIZES,
     build,
     imagenet_file,
-    size_costs,
     weights_files,
 )
 
@@ -41,7 +43,7 @@ def register_architectures(register):
             description=f"frozen ImageNet {spec.application}, linear/MLP head on cached features",
             tags=("pretrained", "embedding"),
             cost=1,  # after one pass computing the features, an epoch costs next to nothing
-            sizes={"image_size": size_costs(sizes)},
+            variants={"image_size": sorted({sizes[0], sizes[len(sizes) // 2], sizes[-1]})},
             preferred_up_to=math.inf,
             mixed_precision=True,
             augmenter="none",

@@ -402,3 +402,22 @@ def test_of_the_guided_candidates_the_one_whose_guide_scored_best_is_screened():
     # one slot for both backbones, right after the embeddings: b's embedding scored best
     assert screened == ["a_embedding", "b_embedding", "b", "baseline_cnn"]
     assert "a: not screened (b_embedding scored better than a_embedding)" in p.notes
+
+
+def test_each_variant_is_screened_and_the_final_run_keeps_the_chosen_ones_value():
+    from automl_core.engine.portfolio import variants
+
+    sides = variants("x_embedding", {"image_size": [96, 224]})
+    assert sides == [(("x_embedding/image_size", 96),), (("x_embedding/image_size", 224),)]
+    embeddings = [Candidate("x_embedding", "none", values, cost=1) for values in sides]
+    p = policy(budget=3600, candidates=[*embeddings, CNN])
+    scores = {96: 0.95, 224: 0.80, None: 0.70}  # weights that suit the small side
+    screened, count = [], 0
+    while (run := p.next(3600)) is not None and run.stage != FINAL:
+        side = dict(run.candidate.values).get("x_embedding/image_size")
+        screened.append(side)
+        count += 1
+        p.learn(outcome(run, str(count), scores[side], per_image=1e-6))
+    assert screened[:3] == [96, 224, None]
+    # the final run does not take the largest side: the side is a choice, not a fidelity
+    assert run.stage == FINAL and dict(run.candidate.values) == {"x_embedding/image_size": 96}

@@ -107,7 +107,8 @@ def test_early_stopping_keeps_the_best_epoch_across_the_phases():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     stopper = recipe.early_stopping("val_accuracy", "max", patience=1)
     model.compile(keras.optimizers.SGD(1.0), "categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, validation_data=(x, y), epochs=3, verbose=0, callbacks=[stopper])
+    # epochs are judged on 3-epoch means: 6 epochs end on three at 1.0 however it starts
+    model.fit(x, y, validation_data=(x, y), epochs=6, verbose=0, callbacks=[stopper])
     learnt = model.get_weights()
     assert stopper.best == 1.0
     model.set_weights([-w for w in learnt])  # a second phase that only makes it worse
@@ -149,7 +150,9 @@ def test_embedding_candidates_are_left_out_of_a_search_without_weights(keras_hom
     info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
     assert info["requires_weights"] and info["augmenter"] == "none"
     assert info["guides"] == "mobilenet_v2"  # its score picks the backbone to screen
-    assert len(info["sizes"]["image_size"]) == 5  # none cached yet: a fetch would bring all
+    # none cached yet (a fetch would bring all): screened at the smallest, middle, largest
+    # side, each a model of its own that the final run keeps (no "sizes" to grow into)
+    assert info["variants"] == {"image_size": [96, 160, 224]} and "sizes" not in info
     folder = make_image_folder(tmp_path / "images", classes=("red", "blue"), per_class=6)
     run = quick_search(
         folder, tmp_path / "run", architectures=["mobilenet_v2_embedding", "small"], max_trials=1
@@ -162,7 +165,7 @@ def test_embedding_candidates_are_left_out_of_a_search_without_weights(keras_hom
     ]
     pretrained_file("mobilenet_v2", 128)
     info = load_plugins()["architectures"].get("mobilenet_v2_embedding").info
-    assert info["sizes"] == {"image_size": {128: 1.0}}  # only where its weights are
+    assert info["variants"] == {"image_size": [128]}  # only where its weights are
 
 
 def test_an_embedding_trial_trains_its_head_on_features_computed_once(

@@ -234,7 +234,11 @@ class Policy:
         slot for them all: the embedding's score says which backbone is worth it)."""
         if run.stage != SCREEN or run.candidate is None or not run.candidate.guide:
             return run
-        scores = {o.candidate.architecture: o.score for o in self.outcomes if o.completed}
+        scores: dict[str, float] = {}
+        for o in self.outcomes:  # a guide screened in several variants: its best
+            if o.completed:
+                name = o.candidate.architecture
+                scores[name] = max(o.score, scores.get(name, -math.inf))
         guided = [c for c in self.candidates if c.guide in scores]
         if not guided:  # no guide measured yet (several slots at once): as planned
             return run

@@ -1,9 +1,11 @@
 """What a search tries first, and at which sizes: the warm-start candidates
 (each architecture at its defaults, with its recipe's augmenter, guided where it is
-registered as guided) and the sizes its final run may choose from."""
+registered as guided, once for each of its registered variants) and the sizes its final
+run may choose from."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -18,9 +20,9 @@ from automl_core.training.weights import any_cached
 def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[Candidate]:
     """Warm start: each architecture not tried yet, at its defaults, with the augmenter of
     its known-good recipe when that one is selected, guided by the candidate registered
-    as guiding it (``guides=``) when that one is chosen too. Those registered ``preferred_up_to``
-    at least the image size come first (the zoo's best small-image network), then the
-    cheapest."""
+    as guiding it (``guides=``) when that one is chosen too, once for each combination of
+    its ``variants=``. Those registered ``preferred_up_to`` at least the image size come
+    first (the zoo's best small-image network), then the cheapest."""
     if run.plugins["tuners"].get(run.config.tuner).info.get("warm_start") is False:
         return []
     tried = {t.hyperparameters.values.get(ARCHITECTURE) for t in oracle.trials.values()}
@@ -31,7 +33,10 @@ def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[C
             augmenter = registry.get(name).info.get("augmenter")
             if augmenter not in run.augmenters:
                 augmenter = run.augmenters[0]
-            chosen.append(Candidate(name, augmenter, cost=costs.get(name)))
+            chosen += [
+                Candidate(name, augmenter, values, costs.get(name))
+                for values in variants(name, registry.get(name).info.get("variants", {}))
+            ]
     guides = {registry.get(c.architecture).info.get("guides"): c.architecture for c in chosen}
     chosen = [replace(c, guide=guides.get(c.architecture)) for c in chosen]
     side = max(run.data.input_shape[:2])
@@ -41,6 +46,16 @@ def portfolio(run: SearchRun, oracle: Oracle, costs: dict[str, float]) -> list[C
         return (side > preferred, math.inf if candidate.cost is None else candidate.cost)
 
     return sorted(chosen, key=order)
+
+
+def variants(name: str, declared: dict[str, list]) -> list[tuple[tuple[str, object], ...]]:
+    """Each combination of an architecture's ``variants=`` values, as candidate values
+    (scoped hyperparameter names); one empty combination when it declares none."""
+    names = [f"{name}/{hyperparameter}" for hyperparameter in declared]
+    return [
+        tuple(sorted(zip(names, values, strict=True)))
+        for values in itertools.product(*declared.values())
+    ]
 
 
 def from_scratch_on_small_data(
@@ -83,6 +98,7 @@ def sizes(registry, image_sizes: list[int]) -> dict[str, list[Sizes]]:
 
 def offered_image_sizes(component, image_sizes: list[int]) -> list[int] | None:
     """The training image sizes an architecture's trials choose from; ``None`` when there
-    is no choice, or when it resizes its input itself (registers its own ``image_size``)."""
-    own = component.info.get("sizes", {})
+    is no choice, or when it resizes its input itself (registers its own ``image_size``
+    among its ``sizes`` or ``variants``)."""
+    own = {**component.info.get("sizes", {}), **component.info.get("variants", {})}
     return None if not image_sizes or input_size.IMAGE_SIZE in own else image_sizes

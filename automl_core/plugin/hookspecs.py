@@ -77,7 +77,10 @@ def register_architectures(register: Register) -> None:
     defaults per epoch, ``baseline_cnn`` = 1: the prior before its pace is measured;
     cheapest first), ``sizes=`` (``{"width": {32: 1.0, 64: 4.0}}``: a size hyperparameter
     and each value's relative cost; a budgeted search's final run takes the largest that
-    trains 10 epochs in the time left), ``preferred_up_to=`` (an image side: on images
+    trains 10 epochs in the time left), ``variants=`` (``{"image_size": [96, 224]}``:
+    values that make different models rather than cheaper or dearer ones, such as a
+    frozen backbone's input side; the warm start screens one candidate for each and the
+    final run keeps the chosen one's), ``preferred_up_to=`` (an image side: on images
     no larger it comes first) and ``augmenter=`` (the augmenter of its
     known-good recipe). ``mixed_precision=True`` declares the model trains correctly
     under a mixed dtype policy (standard Keras layers do; custom layers must compute in
