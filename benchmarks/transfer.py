@@ -1,17 +1,17 @@
 """Transfer learning on a small photo folder: scratch, pretrained backbones, embeddings.
 
-Made from CIFAR-10 (../shared/datasets/cifar10-train.tar.gz). A MobileNetV2 (the
-``mobilenet_v2`` backbone, 96 px) is pretrained here on 8 of the 10 classes and saved as
-that backbone's ImageNet weights file in a Keras home of its own (what `automl weights
-import FILE --for mobilenet_v2` places). The other 2 classes make the folder: 100 photos
+Made from CIFAR-10 (../shared/datasets/cifar10-train.tar.gz). A backbone (``--backbone``,
+default ``mobilenet_v3_small``, 96 px) is pretrained here on 8 of the 10 classes and saved
+as its ImageNet weights file in a Keras home of its own (what `automl weights import FILE
+--for NAME` places). The other 2 classes make the folder: 100 photos
 each, upscaled to 96-128 px, and 500 more each held out. Then, side by side on it:
 
 (a) `automl search --time-budget B --offline` with no weights: every candidate trains from
     scratch;
-(b) the same search with the weights in place: the pretrained ``mobilenet_v2`` and the
-    ``mobilenet_v2_embedding`` candidate join (``--offline`` too: nothing is downloaded,
+(b) the same search with the weights in place: the pretrained backbone and its
+    ``<backbone>_embedding`` candidate join (``--offline`` too: nothing is downloaded,
     and the other backbones, without their files, are not screened on this few images);
-(c) ``mobilenet_v2_embedding`` alone, one trial (features computed once, head trained).
+(c) ``<backbone>_embedding`` alone, one trial (features computed once, head trained).
 
 Prints the CPU, whether it has AMX, the pretraining's own figures, then each run's
 held-out accuracy, wall time, winner, image size, validation accuracy and precision.
@@ -37,9 +37,8 @@ from automl_core.training.features import leaves
 CLASSES = ("deer", "truck")
 """The folder's classes; the backbone is pretrained on the other eight."""
 PER_CLASS, HOLDOUT_PER_CLASS = 100, 500
-BACKBONE, SIZE = "mobilenet_v2", 96
-EMBEDDING = ["--architectures", f"{BACKBONE}_embedding", "--augmenters", "none"]
-EMBEDDING += ["--max-trials", "1", "--epochs", "60", "--patience", "10", "--offline"]
+SIZE = 96
+EMBEDDING = ["--augmenters", "none", "--max-trials", "1", "--epochs", "60", "--patience", "10"]
 
 
 def main() -> None:
@@ -47,6 +46,7 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=cifar10_data.ARCHIVE)
     parser.add_argument("--budget", default="10m", help="each search's --time-budget")
     parser.add_argument("--work", type=Path, default=None, help="folder for data, weights, runs")
+    parser.add_argument("--backbone", default="mobilenet_v3_small", help="the one pretrained")
     parser.add_argument("--pretrain-images", type=int, default=1000, help="per class")
     parser.add_argument("--pretrain-epochs", type=int, default=5)
     parser.add_argument(
@@ -65,16 +65,17 @@ def main() -> None:
     search_dir, holdout_dir = make_folder(cifar_search, cifar_holdout, work / "photos")
     keras_home, no_weights = work / "keras-home", work / "keras-home-empty"
     (no_weights / "models").mkdir(parents=True, exist_ok=True)
-    pretraining = (args.pretrain_images, args.pretrain_epochs, args.pretrain_size)
+    pretraining = (args.backbone, args.pretrain_images, args.pretrain_epochs, args.pretrain_size)
     pretraining += (args.pretrain_precision,)
     with_keras_home(keras_home, pretrain, cifar_search, cifar_holdout, *pretraining)
     if args.prepare_only:
         return
     budget = ["--time-budget", args.budget, "--offline"]
+    embedding = f"{args.backbone}_embedding"
     runs = [
         (no_weights, "scratch", budget),
         (keras_home, "pretrained", budget),
-        (keras_home, "embedding alone", EMBEDDING),
+        (keras_home, "embedding alone", [*EMBEDDING, "--architectures", embedding, "--offline"]),
     ]
     rows = [
         with_keras_home(home, run, name, search_dir, holdout_dir, work, flags)
@@ -109,21 +110,27 @@ def make_folder(cifar_search: Path, cifar_holdout: Path, root: Path) -> tuple[Pa
 
 
 def pretrain(
-    search: Path, holdout: Path, per_class: int, epochs: int, size: int, precision: str
+    search: Path,
+    holdout: Path,
+    backbone: str,
+    per_class: int,
+    epochs: int,
+    size: int,
+    precision: str,
 ) -> None:
-    """Train the backbone with a classifier on the other eight classes, at ``size`` (its
+    """Train ``backbone`` with a classifier on the other eight classes, at ``size`` (its
     weights fit any input side) in ``precision``, and save it as its ``SIZE`` weights file
     in Keras's cache (once: an existing file is kept)."""
     from automl_plugins.backbones import imagenet_file
 
-    target = imagenet_file(BACKBONE, SIZE)
+    target = imagenet_file(backbone, SIZE)
     if target.exists():
         print(f"pretrained weights: {target} (kept from an earlier run)")
         return
     import keras
     import tensorflow as tf
 
-    from automl_plugins.backbones import backbone_model
+    from automl_plugins.backbones import BACKBONES, backbone_model
 
     others = [p.name for p in sorted(search.iterdir()) if p.name not in CLASSES]
     x, y = load(search, others, per_class)
@@ -131,10 +138,11 @@ def pretrain(
     keras.utils.set_random_seed(0)
     if precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    base = backbone_model(BACKBONE, size)
+    base = backbone_model(backbone, size)
     inputs = keras.Input(x.shape[1:])
     h = keras.layers.Resizing(size, size)(inputs)
-    h = keras.layers.Rescaling(1 / 127.5, offset=-1)(h)  # the backbone's own preprocessing
+    if BACKBONES[backbone].rescale:  # the backbone's own preprocessing
+        h = keras.layers.Rescaling(1 / 127.5, offset=-1)(h)
     h = keras.layers.GlobalAveragePooling2D()(base(h))
     classify = keras.layers.Dense(len(others), activation="softmax", dtype="float32")
     outputs = classify(keras.layers.Dropout(0.2)(h))
@@ -149,12 +157,12 @@ def pretrain(
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(64)
     train = train.map(lambda a, b: (flip(tf.cast(a, "float32"), training=True), b))
     started = time.perf_counter()
-    model.fit(train.prefetch(2), epochs=epochs, verbose=2)
+    model.fit(train.prefetch(2), epochs=epochs, verbose=2, validation_data=(x_test, y_test))
     recalibrate(model, x)
     seconds = time.perf_counter() - started
     _, accuracy = model.evaluate(x_test.astype("float32"), y_test, verbose=0)
     print(
-        f"pretrained {BACKBONE} at {size} px in {precision} on {len(x)} images of "
+        f"pretrained {backbone} at {size} px in {precision} on {len(x)} images of "
         f"{len(others)} classes, {epochs} epochs in {seconds:.0f} s: held-out accuracy "
         f"{accuracy:.4f} "
         f"({len(x_test)} images)"
