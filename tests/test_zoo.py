@@ -10,7 +10,14 @@ from automl_core.data.dataset import DatasetSplit
 from automl_core.plugin.manager import load_plugins
 from automl_core.training import recipe
 from automl_core.training.space import architecture_scope, augmenter_scope, initial_space
-from automl_core.training.trial import TrialSpec, run_trial, shipped, train_val_pipelines
+from automl_core.training.trial import (
+    TrialResult,
+    TrialSpec,
+    _epoch_plan,
+    run_trial,
+    shipped,
+    train_val_pipelines,
+)
 from automl_plugins import airbench, backbones
 
 PLUGINS = load_plugins()
@@ -235,6 +242,20 @@ def test_training_stops_where_the_plan_says_and_the_schedule_ends_there():
     assert len(history["loss"]) == 2 and asked == [1, 2]
     assert int(model.optimizer.iterations) == 4  # 2 epochs of 2 batches
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_first_epochs_tracing_does_not_end_a_short_trial():
+    import time
+
+    spec = TrialSpec("0", "a", "none", {}, "unused", 100, 32, 100, 0, seconds=30.0)
+    result = TrialResult("0", "a", "none", "running", train_images=160, batch_size=32)
+    result.started_at = time.time() - 10  # 20 s of its share left
+    plan = _epoch_plan(spec, result)
+    # a first epoch of 7.4 s, nearly all tracing: two more such epochs would fit
+    assert plan(1, 7.4) == 3
+    # its 5 steps at their steady 0.05 s and a 0.2-s validation pass: 40 and more do
+    result.step_seconds, result.val_seconds = 0.05, 0.2
+    assert plan(1, 7.4) > 40
 
 
 def test_a_model_trained_in_mixed_precision_ships_in_float32():
