@@ -47,12 +47,12 @@ def main() -> None:
     parser.add_argument("--budget", default="10m", help="each search's --time-budget")
     parser.add_argument("--work", type=Path, default=None, help="folder for data, weights, runs")
     parser.add_argument("--backbone", default="mobilenet_v3_small", help="the one pretrained")
-    parser.add_argument("--pretrain-images", type=int, default=1000, help="per class")
-    parser.add_argument("--pretrain-epochs", type=int, default=5)
+    parser.add_argument("--pretrain-images", type=int, default=4000, help="per class")
+    parser.add_argument("--pretrain-epochs", type=int, default=12)
     parser.add_argument(
         "--pretrain-size", type=int, default=SIZE, help="side the backbone is pretrained at"
     )
-    parser.add_argument("--pretrain-precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--pretrain-precision", choices=("float32", "bfloat16"), default="bfloat16")
     parser.add_argument(
         "--prepare-only", action="store_true", help="make the folders and the weights, then stop"
     )

@@ -421,3 +421,12 @@ def test_each_variant_is_screened_and_the_final_run_keeps_the_chosen_ones_value(
     assert screened[:3] == [96, 224, None]
     # the final run does not take the largest side: the side is a choice, not a fidelity
     assert run.stage == FINAL and dict(run.candidate.values) == {"x_embedding/image_size": 96}
+    # on a 4-minute budget the variants share one screening slot: baseline_cnn keeps its own
+    sides = variants("x_embedding", {"image_size": [96, 160, 224]})
+    embeddings = [Candidate("x_embedding", "none", values, cost=1) for values in sides]
+    p = policy(budget=240, candidates=[*embeddings, CNN])
+    screened = []
+    while (run := p.next(240)) is not None and run.stage == SCREEN:
+        screened.append(run.candidate.architecture)
+        p.learn(outcome(run, str(len(screened)), 0.5, per_image=1e-6))
+    assert screened == ["x_embedding"] * 3 + ["baseline_cnn"]

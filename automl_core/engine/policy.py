@@ -202,7 +202,7 @@ class Policy:
         if len(pool) < 2:
             self._stage = SECOND  # nothing to rank: the next stage is the final run
             return
-        seconds = self._screen_seconds = self._rung_seconds(share, len(pool), fixed)
+        seconds = self._screen_seconds = self._rung_seconds(share, slots(pool), fixed)
         slice_ = max(MIN_SCREEN_IMAGES, int(self.train_images * SCREEN_IMAGES))
         self._screen_images = min(self.train_images, slice_)
         self._queue = [
@@ -212,7 +212,9 @@ class Policy:
 
     def _fit(self, pool: list[Candidate | None], share: float, least: float, fixed: float) -> None:
         """Shrink the fold rung to the trial limit, then ``pool`` until each screened
-        candidate gets ``least`` seconds of the screening ``share``. The fold rung is not
+        candidate gets ``least`` seconds of the screening ``share`` (the variants of one
+        architecture share a slot: they are cheap, as a frozen backbone's input sides
+        are, or an architecture would not declare them). The fold rung is not
         planned in the share: on data small enough for folds the final run needs little,
         and the rung takes the time it leaves (``_plan_folds``)."""
         self._measured = self.folds
@@ -221,7 +223,7 @@ class Policy:
         if not self._trials_fit(len(pool)):
             self._measured = 1
             self.notes.append("fold rung left out: it does not fit in the trial limit")
-        while len(pool) > 1 and self._rung_seconds(share, len(pool), fixed) < least:
+        while len(pool) > 1 and self._rung_seconds(share, slots(pool), fixed) < least:
             dropped = pool.pop()
             if dropped is not None:
                 self.notes.append(
@@ -503,3 +505,9 @@ class Policy:
 
     def _many(self) -> int:
         return FINAL_EPOCHS_FACTOR * self.epochs
+
+
+def slots(pool: list[Candidate | None]) -> int:
+    """Screening slots ``pool`` takes: one per architecture (its variants share it), one
+    per tuner's pick (``None``)."""
+    return len({c.architecture for c in pool if c}) + sum(c is None for c in pool)
