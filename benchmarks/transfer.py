@@ -16,7 +16,7 @@ each, upscaled to 96-128 px, and 500 more each held out. Then, side by side on i
 Prints the CPU, whether it has AMX, the pretraining's own figures, then each run's
 held-out accuracy, wall time, winner, image size, validation accuracy and precision.
 
-    python benchmarks/transfer.py [--budget 10m] [--work DIR] [--prepare-only]
+    python benchmarks/transfer.py [--budget 10m] [--work DIR] [--backbone NAME] [--prepare-only]
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ import numpy as np
 from photos import print_table, run
 
 from automl_core.training.features import leaves
+from automl_plugins.backbones import BACKBONES
 
 CLASSES = ("deer", "truck")
 """The folder's classes; the backbone is pretrained on the other eight."""
 PER_CLASS, HOLDOUT_PER_CLASS = 100, 500
 SIZE = 96
 EMBEDDING = ["--augmenters", "none", "--max-trials", "1", "--epochs", "60", "--patience", "10"]
+EMBEDDING += ["--offline"]
 
 
 def main() -> None:
@@ -46,7 +48,12 @@ def main() -> None:
     parser.add_argument("--archive", type=Path, default=cifar10_data.ARCHIVE)
     parser.add_argument("--budget", default="10m", help="each search's --time-budget")
     parser.add_argument("--work", type=Path, default=None, help="folder for data, weights, runs")
-    parser.add_argument("--backbone", default="mobilenet_v3_small", help="the one pretrained")
+    parser.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default="mobilenet_v3_small",
+        help="the one pretrained",
+    )
     parser.add_argument("--pretrain-images", type=int, default=4000, help="per class")
     parser.add_argument("--pretrain-epochs", type=int, default=12)
     parser.add_argument(
@@ -75,7 +82,7 @@ def main() -> None:
     runs = [
         (no_weights, "scratch", budget),
         (keras_home, "pretrained", budget),
-        (keras_home, "embedding alone", [*EMBEDDING, "--architectures", embedding, "--offline"]),
+        (keras_home, "embedding alone", [*EMBEDDING, "--architectures", embedding]),
     ]
     rows = [
         with_keras_home(home, run, name, search_dir, holdout_dir, work, flags)
@@ -130,7 +137,7 @@ def pretrain(
     import keras
     import tensorflow as tf
 
-    from automl_plugins.backbones import BACKBONES, backbone_model
+    from automl_plugins.backbones import backbone_model
 
     others = [p.name for p in sorted(search.iterdir()) if p.name not in CLASSES]
     x, y = load(search, others, per_class)
